@@ -1,0 +1,1 @@
+"""Demo workload that gives the console something real to show (reports, flaky calls, emails)."""

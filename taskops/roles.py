@@ -1,0 +1,65 @@
+"""The console's groups (Support, Operations, Managers) and the permissions each one holds."""
+
+from __future__ import annotations
+
+from django.apps import apps as global_apps
+from django.contrib.auth.management import create_permissions
+
+SUPPORT = "Support"
+OPERATIONS = "Operations"
+MANAGERS = "Managers"
+
+_RESULTS_VIEW = [
+    "django_celery_results.view_taskresult",
+    "django_celery_results.view_groupresult",
+    "django_celery_results.view_chordcounter",
+]
+_BEAT_MODELS = [
+    "periodictask",
+    "crontabschedule",
+    "intervalschedule",
+    "solarschedule",
+    "clockedschedule",
+]
+_BEAT_VIEW = [f"django_celery_beat.view_{m}" for m in _BEAT_MODELS]
+_BEAT_EDIT = [
+    f"django_celery_beat.{verb}_{m}" for m in _BEAT_MODELS for verb in ("add", "change", "delete")
+]
+
+# "app_label.codename" per group. Later features add the console's own permissions here.
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    SUPPORT: [*_RESULTS_VIEW, *_BEAT_VIEW],
+    OPERATIONS: [*_RESULTS_VIEW, *_BEAT_VIEW, *_BEAT_EDIT],
+    MANAGERS: [*_RESULTS_VIEW, *_BEAT_VIEW],
+}
+
+_APPS_WITH_ROLE_PERMISSIONS = ("django_celery_results", "django_celery_beat", "taskops")
+
+
+def roles_sync(*, apps=global_apps, verbosity: int = 0, using: str = "default") -> dict[str, int]:
+    """Create the console's groups and give each exactly its permissions; return counts per group."""
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    for label in _APPS_WITH_ROLE_PERMISSIONS:
+        create_permissions(global_apps.get_app_config(label), verbosity=0, using=using)
+    counts: dict[str, int] = {}
+    for group_name, perm_names in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.using(using).get_or_create(name=group_name)
+        wanted = []
+        for full_name in perm_names:
+            app_label, codename = full_name.split(".", 1)
+            wanted.append(
+                Permission.objects.using(using).get(
+                    content_type__app_label=app_label, codename=codename
+                )
+            )
+        group.permissions.set(wanted)
+        counts[group_name] = len(wanted)
+        if verbosity:
+            print(f"group {group_name}: {len(wanted)} permissions")
+    return counts
+
+
+def roles_sync_after_migrate(sender, *, using: str = "default", verbosity: int = 1, **kwargs) -> None:
+    """post_migrate hook: every migrated database has the console's groups."""
+    roles_sync(using=using, verbosity=0)
