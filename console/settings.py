@@ -18,7 +18,7 @@ VAR_DIR = Path(os.environ.get("TASKOPS_VAR_DIR", BASE_DIR / "var")).resolve()
 DEV_SECRET_KEY = "taskops-dev-secret-key-not-for-production"
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", DEV_SECRET_KEY)
 DEBUG = env_bool("DJANGO_DEBUG", False)
-if SECRET_KEY == DEV_SECRET_KEY and not DEBUG and "pytest" not in sys.modules:
+if SECRET_KEY == DEV_SECRET_KEY and not DEBUG:
     warnings.warn(
         "DJANGO_SECRET_KEY is not set: the console runs with the public development key. "
         "Set DJANGO_SECRET_KEY before exposing it to anyone.",
@@ -101,6 +101,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise serves from here once collected
 MEDIA_ROOT = Path(os.environ.get("TASKOPS_MEDIA_ROOT", VAR_DIR / "media"))
 MEDIA_URL = "media/"
 STORAGES = {

@@ -1,0 +1,16 @@
+"""Settings for the test process: the deployment's settings with test-only conveniences."""
+
+import os
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "taskops-test-only-secret-key")
+
+from console.settings import *  # noqa: E402,F401,F403
+
+# Serve static files from the apps' folders (no collectstatic manifest in tests).
+STORAGES = {
+    **STORAGES,  # noqa: F405
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+# Test users log in often: a fast hasher keeps the suite quick.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

