@@ -32,6 +32,17 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def redis_url_with_db(url: str, db: int) -> str:
+    """The same Redis server as `url` with another database number; "" for a non-Redis URL."""
+    if not url.startswith(("redis://", "rediss://")):
+        return ""
+    base = url.partition("?")[0]
+    head, _, _ = base.rpartition("/")
+    if head.count("/") >= 2:  # redis://host:port/N
+        return f"{head}/{db}"
+    return f"{base.rstrip('/')}/{db}"
+
+
 def database_from_url(url: str, *, base_dir: Path) -> dict:
     """Turn a DATABASE_URL (sqlite:///path or postgres://user:pw@host:port/name) into settings."""
     parts = urlsplit(url)

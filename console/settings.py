@@ -9,7 +9,7 @@ from pathlib import Path
 
 from kombu import Exchange, Queue
 
-from console.envconf import database_from_url, env_bool, env_list
+from console.envconf import database_from_url, env_bool, env_list, redis_url_with_db
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("TASKOPS_VAR_DIR", BASE_DIR / "var")).resolve()
@@ -197,12 +197,34 @@ CELERY_WORKER_STATE_DB = os.environ.get("CELERY_WORKER_STATE_DB") or None
 # Beat keeps its schedule in the database (django-celery-beat).
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
+# --- Cache: shared by the web processes so many viewers cost one broker call per period ---
+TASKOPS_CACHE_URL = os.environ.get("TASKOPS_CACHE_URL", redis_url_with_db(CELERY_BROKER_URL, 1))
+CACHES = {
+    "default": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": TASKOPS_CACHE_URL,
+            "KEY_PREFIX": "taskops",
+            # A paused or dead Redis must not stall a page: fail fast, the console falls back.
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+        if TASKOPS_CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
 # --- TaskOps ----------------------------------------------------------------------------
 # Where the console finds the Celery app (the console app never imports this project).
 TASKOPS_CELERY_APP = "console.celery:app"
 # Seconds the console waits for the broker or a worker before it shows a banner.
 TASKOPS_CONTROL_TIMEOUT = float(os.environ.get("TASKOPS_CONTROL_TIMEOUT", "1.0"))
-TASKOPS_BROKER_TIMEOUT = float(os.environ.get("TASKOPS_BROKER_TIMEOUT", "2.0"))
+TASKOPS_BROKER_TIMEOUT = float(os.environ.get("TASKOPS_BROKER_TIMEOUT", "1.5"))
+# How long many viewers share one reading of the cluster (the dashboard's fastest refresh).
+TASKOPS_LIVE_TTL = float(os.environ.get("TASKOPS_LIVE_TTL", "2.0"))
+# Beat samples queue depths and looks for workers every this many seconds (0 turns it off).
+TASKOPS_SAMPLE_INTERVAL = float(os.environ.get("TASKOPS_SAMPLE_INTERVAL", "10"))
+TASKOPS_DEPTH_RETENTION_HOURS = float(os.environ.get("TASKOPS_DEPTH_RETENTION_HOURS", "24"))
+TASKOPS_WORKER_AGE_OUT_HOURS = float(os.environ.get("TASKOPS_WORKER_AGE_OUT_HOURS", "24"))
 
 # --- Logging ----------------------------------------------------------------------------
 LOGGING = {

@@ -1,13 +1,33 @@
-"""The one module that reads the broker itself: reachability now; queue depths and peeks next."""
+"""The one module that reads the broker itself: reachability, queue depths, peeks and purges."""
 
 from __future__ import annotations
 
+import base64
+import json
 import time
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
-from taskops.connection import BrokerUnavailable, broker_connection
+import redis
 
-__all__ = ["BrokerStatus", "broker_status"]
+from taskops.connection import BROKER_ERRORS, BrokerUnavailable, broker_connection
+
+__all__ = [
+    "BrokerReading",
+    "BrokerStatus",
+    "QueueDepth",
+    "WaitingMessage",
+    "broker_status",
+    "queue_depths",
+    "queue_peek",
+    "queue_purge",
+]
+
+# Celery's own plumbing (events, remote control replies) is not a task queue.
+_INTERNAL_EXCHANGES = {"celeryev", "celery.pidbox", "reply.celery.pidbox"}
+# Reading every in-flight message to count them per queue stops being cheap past this many.
+UNACKED_DETAIL_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -20,13 +40,57 @@ class BrokerStatus:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class QueueDepth:
+    """Messages waiting in one queue (all priority levels) and, where known, in flight."""
+
+    name: str
+    depth: int | None
+    by_priority: dict[int, int] = field(default_factory=dict)
+    in_flight: int | None = None
+    consumers: int | None = None
+    exists: bool = True
+
+
+@dataclass(frozen=True)
+class BrokerReading:
+    """One round trip's worth of queue depths."""
+
+    transport: str
+    queues: dict[str, QueueDepth]
+    in_flight_total: int | None
+    seen_queues: tuple[str, ...] = ()
+    latency_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class WaitingMessage:
+    """A message waiting in a queue, read without consuming it."""
+
+    position: int
+    id: str
+    task: str
+    args: str
+    kwargs: str
+    eta: str
+    expires: str
+    retries: int
+    priority: int | None
+    root_id: str
+    parent_id: str
+
+
+def _transport_name(conn) -> str:
+    return conn.transport.driver_type if hasattr(conn.transport, "driver_type") else ""
+
+
 def broker_status(*, timeout: float | None = None) -> BrokerStatus:
     """Open a fresh connection and round-trip to the broker within the console's bound."""
     started = time.monotonic()
     transport = ""
     try:
         with broker_connection(timeout=timeout) as conn:
-            transport = conn.transport_cls if isinstance(conn.transport_cls, str) else "custom"
+            transport = _transport_name(conn)
             channel = conn.default_channel
             client = getattr(channel, "client", None)
             if client is not None and hasattr(client, "ping"):
@@ -36,3 +100,224 @@ def broker_status(*, timeout: float | None = None) -> BrokerStatus:
     return BrokerStatus(
         ok=True, transport=transport, latency_ms=round((time.monotonic() - started) * 1000, 1)
     )
+
+
+# --- Redis ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _RedisLayout:
+    """Where kombu's Redis transport keeps a queue: a list per priority step, a prefix, unacked."""
+
+    prefix: str
+    sep: str
+    steps: tuple[int, ...]
+    unacked: str
+    bindings: str
+
+    def keys(self, queue: str) -> list[tuple[int, str]]:
+        """(priority step, key) for each list of `queue`, in the order workers take them."""
+        return [
+            (step, f"{self.prefix}{queue}{self.sep}{step}" if step else f"{self.prefix}{queue}")
+            for step in self.steps
+        ]
+
+
+def _redis_layout(channel) -> _RedisLayout:
+    prefix = channel.global_keyprefix or ""
+    return _RedisLayout(
+        prefix=prefix,
+        sep=channel.sep,
+        steps=tuple(sorted(channel.priority_steps)),
+        unacked=prefix + channel.unacked_key,
+        bindings=prefix + channel.keyprefix_queue.replace("%s", ""),
+    )
+
+
+def _redis_client(channel) -> redis.Redis:
+    """A plain client on the channel's pool: keys are spelled out in full, prefix included."""
+    return redis.Redis(connection_pool=channel.pool)
+
+
+def _redis_seen_queues(client: redis.Redis, layout: _RedisLayout) -> list[str]:
+    keys = [
+        key.decode() if isinstance(key, bytes) else key
+        for key in client.scan_iter(match=layout.bindings + "*", count=1000)
+    ]
+    exchanges = [k for k in keys if k[len(layout.bindings):] not in _INTERNAL_EXCHANGES]
+    if not exchanges:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for key in exchanges:
+        pipe.smembers(key)
+    names = set()
+    for members in pipe.execute():
+        for member in members:
+            text = member.decode() if isinstance(member, bytes) else member
+            queue = text.split(layout.sep)[-1]
+            if queue and not queue.endswith(".pidbox") and not queue.startswith("celeryev"):
+                names.add(queue)
+    return sorted(names)
+
+
+def _redis_in_flight(client: redis.Redis, layout: _RedisLayout) -> tuple[int, Counter | None]:
+    """Total unacked messages and, when few enough to read, the count per routing key."""
+    total = int(client.hlen(layout.unacked))
+    if total == 0:
+        return 0, Counter()
+    if total > UNACKED_DETAIL_LIMIT:
+        return total, None
+    per_queue: Counter = Counter()
+    for raw in client.hvals(layout.unacked):
+        try:
+            _message, _exchange, routing_key = json.loads(raw)
+        except (ValueError, TypeError):
+            continue
+        per_queue[routing_key] += 1
+    return total, per_queue
+
+
+def _redis_depths(conn, names: list[str], *, discover: bool) -> BrokerReading:
+    channel = conn.default_channel
+    layout = _redis_layout(channel)
+    client = _redis_client(channel)
+    seen = _redis_seen_queues(client, layout) if discover else []
+    all_names = sorted(set(names) | set(seen))
+    pipe = client.pipeline(transaction=False)
+    for name in all_names:
+        for _step, key in layout.keys(name):
+            pipe.llen(key)
+    lengths = iter(pipe.execute())
+    in_flight_total, per_queue = _redis_in_flight(client, layout)
+    queues = {}
+    for name in all_names:
+        by_priority = {step: int(next(lengths)) for step, _key in layout.keys(name)}
+        queues[name] = QueueDepth(
+            name=name,
+            depth=sum(by_priority.values()),
+            by_priority={step: n for step, n in by_priority.items() if n},
+            in_flight=per_queue.get(name, 0) if per_queue is not None else None,
+        )
+    return BrokerReading(
+        transport="redis", queues=queues, in_flight_total=in_flight_total, seen_queues=tuple(seen)
+    )
+
+
+def _decode_body(entry: dict) -> tuple[object, object]:
+    try:
+        body = entry.get("body", "")
+        if (entry.get("properties") or {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args, kwargs, _embed = json.loads(body)
+        return args, kwargs
+    except (ValueError, TypeError):
+        return None, None
+
+
+def _waiting_message(position: int, raw: bytes | str, step: int) -> WaitingMessage:
+    try:
+        entry = json.loads(raw)
+    except (ValueError, TypeError):
+        entry = {}
+    headers = entry.get("headers") or {}
+    properties = entry.get("properties") or {}
+    args, kwargs = headers.get("argsrepr"), headers.get("kwargsrepr")
+    if args is None or kwargs is None:
+        body_args, body_kwargs = _decode_body(entry)
+        args = repr(body_args) if args is None else args
+        kwargs = repr(body_kwargs) if kwargs is None else kwargs
+    priority = properties.get("priority")
+    return WaitingMessage(
+        position=position,
+        id=str(headers.get("id") or properties.get("correlation_id") or ""),
+        task=str(headers.get("task") or ""),
+        args=str(args)[:1000],
+        kwargs=str(kwargs)[:1000],
+        eta=str(headers.get("eta") or ""),
+        expires=str(headers.get("expires") or ""),
+        retries=int(headers.get("retries") or 0),
+        priority=priority if priority is not None else step,
+        root_id=str(headers.get("root_id") or ""),
+        parent_id=str(headers.get("parent_id") or ""),
+    )
+
+
+def _redis_peek(conn, name: str, limit: int) -> list[WaitingMessage]:
+    channel = conn.default_channel
+    layout = _redis_layout(channel)
+    client = _redis_client(channel)
+    messages: list[WaitingMessage] = []
+    for step, key in layout.keys(name):
+        remaining = limit - len(messages)
+        if remaining <= 0:
+            break
+        # Producers LPUSH, workers BRPOP: the tail is next, so read from the end backwards.
+        for raw in reversed(client.lrange(key, -remaining, -1)):
+            messages.append(_waiting_message(len(messages) + 1, raw, step))
+    return messages
+
+
+# --- AMQP -------------------------------------------------------------------------------------
+
+
+def _amqp_depths(conn, names: list[str]) -> BrokerReading:
+    queues = {}
+    for name in names:
+        channel = conn.channel()
+        try:
+            _queue, count, consumers = channel.queue_declare(queue=name, passive=True)
+            queues[name] = QueueDepth(name=name, depth=count, consumers=consumers)
+        except BROKER_ERRORS as exc:
+            if getattr(exc, "code", None) != 404 and "404" not in str(exc):
+                raise
+            queues[name] = QueueDepth(name=name, depth=0, exists=False)
+        finally:
+            try:
+                channel.close()
+            except BROKER_ERRORS:
+                pass
+    return BrokerReading(transport="amqp", queues=queues, in_flight_total=None)
+
+
+# --- Public ------------------------------------------------------------------------------------
+
+
+def queue_depths(
+    names: Iterable[str], *, discover: bool = True, timeout: float | None = None
+) -> BrokerReading:
+    """Depths of `names` (plus, with `discover`, every queue bound in a Redis broker).
+
+    Redis: one pipeline of LLEN over every priority list of every queue, plus the unacked hash.
+    AMQP: a passive declare per queue. Raises BrokerUnavailable.
+    """
+    started = time.monotonic()
+    names = sorted(set(names))
+    with broker_connection(timeout=timeout) as conn:
+        if _transport_name(conn) == "redis":
+            reading = _redis_depths(conn, names, discover=discover)
+        else:
+            reading = _amqp_depths(conn, names)
+    return BrokerReading(
+        transport=reading.transport,
+        queues=reading.queues,
+        in_flight_total=reading.in_flight_total,
+        seen_queues=reading.seen_queues,
+        latency_ms=round((time.monotonic() - started) * 1000, 1),
+    )
+
+
+def queue_peek(name: str, *, limit: int = 20, timeout: float | None = None) -> list[WaitingMessage]:
+    """The next `limit` messages of a queue, in the order workers will take them, not consumed.
+
+    Only the Redis transport can be read without consuming; other brokers return [].
+    """
+    with broker_connection(timeout=timeout) as conn:
+        if _transport_name(conn) != "redis":
+            return []
+        return _redis_peek(conn, name, limit)
+
+
+def queue_purge(name: str, *, timeout: float | None = None) -> int:
+    """Delete every waiting message of `name` (all priority levels) through kombu; return how many."""
+    with broker_connection(timeout=timeout) as conn:
+        return int(conn.default_channel.queue_purge(name) or 0)

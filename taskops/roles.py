@@ -26,11 +26,23 @@ _BEAT_EDIT = [
     f"django_celery_beat.{verb}_{m}" for m in _BEAT_MODELS for verb in ("add", "change", "delete")
 ]
 
-# "app_label.codename" per group. Later features add the console's own permissions here.
+_CONSOLE_VIEW = ["taskops.view_queue", "taskops.view_worker", "taskops.view_task"]
+_TASK_CONTROL = ["taskops.revoke_task", "taskops.terminate_task"]
+_CLUSTER_CONTROL = [
+    "taskops.pause_queue",
+    "taskops.purge_queue",
+    "taskops.control_worker",
+    "taskops.shutdown_worker",
+    "taskops.view_auditentry",
+]
+
+# "app_label.codename" per group: the one table of who may do what.
 ROLE_PERMISSIONS: dict[str, list[str]] = {
-    SUPPORT: [*_RESULTS_VIEW, *_BEAT_VIEW],
-    OPERATIONS: [*_RESULTS_VIEW, *_BEAT_VIEW, *_BEAT_EDIT],
-    MANAGERS: [*_RESULTS_VIEW, *_BEAT_VIEW],
+    SUPPORT: [*_RESULTS_VIEW, *_BEAT_VIEW, *_CONSOLE_VIEW, *_TASK_CONTROL],
+    OPERATIONS: [
+        *_RESULTS_VIEW, *_BEAT_VIEW, *_BEAT_EDIT, *_CONSOLE_VIEW, *_TASK_CONTROL, *_CLUSTER_CONTROL
+    ],
+    MANAGERS: [*_RESULTS_VIEW, *_BEAT_VIEW, *_CONSOLE_VIEW],
 }
 
 _APPS_WITH_ROLE_PERMISSIONS = ("django_celery_results", "django_celery_beat", "taskops")

@@ -14,3 +14,5 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 # Test users log in often: a fast hasher keeps the suite quick.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Each test process keeps its own cache (the shared Redis cache is tested explicitly).
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

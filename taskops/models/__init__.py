@@ -1,1 +1,16 @@
-"""The console's own models (audit entries, pending revokes, ... arrive with their features)."""
+"""The console's own models: audit trail, remembered operations state, and admin page anchors."""
+
+from taskops.models.audit import AuditEntry
+from taskops.models.operations import PendingRevoke, QueueDepthSample, QueuePause, WorkerSeen
+from taskops.models.pages import Queue, Task, Worker
+
+__all__ = [
+    "AuditEntry",
+    "PendingRevoke",
+    "Queue",
+    "QueueDepthSample",
+    "QueuePause",
+    "Task",
+    "Worker",
+    "WorkerSeen",
+]

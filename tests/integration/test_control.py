@@ -67,3 +67,13 @@ def test_a_dead_broker_gives_a_bounded_failure_not_a_hang(dead_broker):
     assert not status.ok
     assert "unreachable" in status.error
     assert elapsed < 2.5, f"broker check took {elapsed:.1f} s"
+
+
+def test_control_calls_against_a_dead_broker_fail_fast_with_broker_unavailable(dead_broker):
+    from taskops.control import BrokerUnavailable, revoke
+
+    for call in (lambda: worker_ping(), lambda: revoke(["some-id"])):
+        started = time.monotonic()
+        with pytest.raises(BrokerUnavailable):
+            call()
+        assert time.monotonic() - started < 3.0

@@ -47,3 +47,18 @@ def test_env_bool(monkeypatch, raw, expected):
     monkeypatch.setenv("TASKOPS_SOME_FLAG", raw)
 
     assert env_bool("TASKOPS_SOME_FLAG", True) is expected
+
+
+@pytest.mark.parametrize(
+    ("broker", "cache"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/1"),
+        ("redis://:secret@redis.internal:6380", "redis://:secret@redis.internal:6380/1"),
+        ("rediss://cache.example.com/3?ssl_cert_reqs=none", "rediss://cache.example.com/1"),
+        ("amqp://guest:guest@127.0.0.1:5672//", ""),
+    ],
+)
+def test_cache_url_is_the_brokers_redis_database_1(broker, cache):
+    from console.envconf import redis_url_with_db
+
+    assert redis_url_with_db(broker, 1) == cache

@@ -1,0 +1,39 @@
+"""Table-less models that anchor the console's admin pages and carry their permissions."""
+
+from django.db import models
+
+
+class Queue(models.Model):
+    """The admin's "Queues" page (live data comes from the broker, not a table)."""
+
+    class Meta:
+        managed = False
+        default_permissions = ("view",)
+        permissions = [
+            ("pause_queue", "Can pause and resume queues"),
+            ("purge_queue", "Can purge queues"),
+        ]
+
+
+class Worker(models.Model):
+    """The admin's "Workers" page (live data comes from Celery's remote control)."""
+
+    class Meta:
+        managed = False
+        default_permissions = ("view",)
+        permissions = [
+            ("control_worker", "Can resize pools, autoscale and set rate limits"),
+            ("shutdown_worker", "Can shut workers down"),
+        ]
+
+
+class Task(models.Model):
+    """Tasks as a whole: the permissions to revoke and terminate them."""
+
+    class Meta:
+        managed = False
+        default_permissions = ("view",)
+        permissions = [
+            ("revoke_task", "Can revoke queued tasks"),
+            ("terminate_task", "Can terminate running tasks"),
+        ]

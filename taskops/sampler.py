@@ -1,0 +1,44 @@
+"""A sampler thread inside beat (one per deployment): queue depth history and workers seen."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery.signals import beat_init
+from django.conf import settings
+from django.db import close_old_connections
+
+log = logging.getLogger(__name__)
+
+
+def sampler_loop(stop: threading.Event, interval: float) -> None:
+    """Every `interval` seconds record queue depths and who is online, until `stop` is set."""
+    from taskops.connection import BrokerUnavailable
+    from taskops.selectors import configured_queue_names
+    from taskops.services import cluster_sample
+
+    while not stop.is_set():
+        close_old_connections()
+        try:
+            cluster_sample(queue_names=configured_queue_names())
+        except BrokerUnavailable as exc:
+            log.warning("TaskOps sampler: broker unavailable: %s", exc)
+        except Exception:
+            log.exception("TaskOps sampler: sample failed")
+        finally:
+            close_old_connections()
+        stop.wait(interval)
+
+
+@beat_init.connect
+def sampler_start(sender=None, **kwargs) -> None:
+    """Start the sampler when beat starts (TASKOPS_SAMPLE_INTERVAL=0 turns it off)."""
+    interval = float(getattr(settings, "TASKOPS_SAMPLE_INTERVAL", 10) or 0)
+    if interval <= 0:
+        return
+    thread = threading.Thread(
+        target=sampler_loop, args=(threading.Event(), interval), name="taskops-sampler", daemon=True
+    )
+    thread.start()
+    log.info("TaskOps sampler started (every %.0f s)", interval)

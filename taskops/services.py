@@ -1,0 +1,452 @@
+"""Writes: every console action on queues, workers and tasks, each one audited with its outcome."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
+from django.db import transaction
+from django.utils import timezone
+
+from taskops import broker, cache, control
+from taskops.connection import BrokerUnavailable
+from taskops.models import AuditEntry, PendingRevoke, QueueDepthSample, QueuePause, WorkerSeen
+
+log = logging.getLogger(__name__)
+
+SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGKILL")
+RATE_LIMIT_RE = re.compile(r"^(\d+(\.\d+)?)(/[smh])?$")
+LIVE_CACHE_KEY = "taskops:cluster"
+
+
+class ActionRefused(ValueError):
+    """The action was not attempted: its input is invalid or unconfirmed (message says why)."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts, and from where."""
+
+    user: User | AnonymousUser | None
+    ip: str | None = None
+
+    @classmethod
+    def from_request(cls, request) -> Actor:
+        return cls(user=request.user, ip=request.META.get("REMOTE_ADDR") or None)
+
+    @property
+    def name(self) -> str:
+        return self.user.get_username() if self.user and self.user.is_authenticated else "system"
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    """What happened, in the words shown to the user, and the details kept in the audit log."""
+
+    outcome: str
+    message: str
+    detail: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == AuditEntry.Outcome.OK
+
+
+def _audit(
+    actor: Actor, action: str, target: str, params: dict, reason: str, result: ActionOutcome
+) -> ActionOutcome:
+    AuditEntry.objects.create(
+        actor=actor.user if actor.user and actor.user.is_authenticated else None,
+        actor_name=actor.name,
+        source_ip=actor.ip,
+        action=action,
+        target=target[:255],
+        params=params,
+        reason=reason,
+        outcome=result.outcome,
+        message=result.message,
+        detail=result.detail,
+    )
+    cache.drop(LIVE_CACHE_KEY)
+    return result
+
+
+def _refused(actor: Actor, action: str, target: str, params: dict, reason: str, message: str):
+    _audit(actor, action, target, params, reason, ActionOutcome(AuditEntry.Outcome.REFUSED, message))
+    raise ActionRefused(message)
+
+
+def _unavailable(exc: BrokerUnavailable, what: str) -> ActionOutcome:
+    return ActionOutcome(
+        AuditEntry.Outcome.FAILED, f"{what} failed: the broker did not answer ({exc}).", {}
+    )
+
+
+def _names(names) -> str:
+    return ", ".join(names) if names else "none"
+
+
+def _from_replies(result: control.CommandResult, done: str, *, none_answered: str) -> ActionOutcome:
+    """Turn a command's replies into an outcome that names who answered, who failed, who was silent."""
+    detail = {
+        "replies": result.replies,
+        "errors": result.errors,
+        "missing": list(result.missing),
+    }
+    if not result.replies and not result.errors:
+        return ActionOutcome(AuditEntry.Outcome.NO_REPLY, none_answered, detail)
+    parts = [f"{done}: {_names(sorted(result.replies))} answered."] if result.replies else []
+    if result.errors:
+        parts.append(
+            "Refused by " + "; ".join(f"{w}: {e}" for w, e in sorted(result.errors.items())) + "."
+        )
+    if result.missing:
+        parts.append(f"No reply from {_names(result.missing)}.")
+    outcome = AuditEntry.Outcome.OK
+    if result.errors and not result.replies:
+        outcome = AuditEntry.Outcome.FAILED
+    elif result.errors or result.missing:
+        outcome = AuditEntry.Outcome.PARTIAL
+    return ActionOutcome(outcome, " ".join(parts), detail)
+
+
+def _online_worker_names() -> list[str]:
+    return list(WorkerSeen.objects.filter(online=True).order_by("name").values_list("name", flat=True))
+
+
+# --- Queues -------------------------------------------------------------------------------------
+
+
+def queue_pause(*, actor: Actor, queue: str, reason: str = "") -> ActionOutcome:
+    """Stop every worker consuming `queue` (messages stay queued) and remember it for later workers."""
+    params = {"queue": queue}
+    try:
+        consumers = [w for w, queues in control.queue_consumers().items() if queue in queues]
+        result = control.consumer_cancel(queue, destination=consumers) if consumers else None
+    except BrokerUnavailable as exc:
+        return _audit(actor, "queue.pause", queue, params, reason, _unavailable(exc, "Pause"))
+    with transaction.atomic():
+        pause, created = QueuePause.objects.select_for_update().get_or_create(
+            queue=queue,
+            defaults={"paused_by": actor.user if actor.user and actor.user.is_authenticated else None,
+                      "reason": reason},
+        )
+        pause.workers = sorted(set(pause.workers) | set(consumers))
+        pause.save(update_fields=["workers"])
+    later = "Workers that start later are paused too; messages stay in the queue."
+    if result is None:
+        outcome = ActionOutcome(
+            AuditEntry.Outcome.OK,
+            f"Queue {queue} paused. No worker was consuming it. {later}",
+            {"workers": []},
+        )
+    else:
+        outcome = _from_replies(
+            result,
+            f"Queue {queue} paused",
+            none_answered=f"Queue {queue} is marked paused, but no worker answered. {later}",
+        )
+        outcome = ActionOutcome(outcome.outcome, f"{outcome.message} {later}", outcome.detail)
+    return _audit(actor, "queue.pause", queue, params, reason, outcome)
+
+
+def queue_resume(*, actor: Actor, queue: str, reason: str = "") -> ActionOutcome:
+    """Let the workers paused on `queue` consume it again and forget the pause."""
+    params = {"queue": queue}
+    pause = QueuePause.objects.filter(queue=queue).first()
+    if pause is None:
+        _refused(actor, "queue.resume", queue, params, reason, f"Queue {queue} is not paused.")
+    workers = list(pause.workers)
+    try:
+        result = control.consumer_add(queue, destination=workers) if workers else None
+    except BrokerUnavailable as exc:
+        return _audit(actor, "queue.resume", queue, params, reason, _unavailable(exc, "Resume"))
+    pause.delete()
+    if result is None:
+        outcome = ActionOutcome(
+            AuditEntry.Outcome.OK, f"Queue {queue} resumed. No worker had been paused on it.", {}
+        )
+    else:
+        outcome = _from_replies(
+            result,
+            f"Queue {queue} resumed",
+            none_answered=f"Queue {queue} resumed, but none of its workers answered "
+            f"({_names(workers)}); workers that start now consume it.",
+        )
+    return _audit(actor, "queue.resume", queue, params, reason, outcome)
+
+
+def queue_purge(*, actor: Actor, queue: str, confirm: str, reason: str = "") -> ActionOutcome:
+    """Delete every message waiting in `queue`; `confirm` must repeat the queue's name."""
+    params = {"queue": queue}
+    if confirm.strip() != queue:
+        _refused(actor, "queue.purge", queue, params, reason,
+                 f"Type the queue's name ({queue}) to confirm the purge.")
+    try:
+        removed = broker.queue_purge(queue)
+    except BrokerUnavailable as exc:
+        return _audit(actor, "queue.purge", queue, params, reason, _unavailable(exc, "Purge"))
+    outcome = ActionOutcome(
+        AuditEntry.Outcome.OK,
+        f"Purged {removed} waiting message{'s' if removed != 1 else ''} from {queue}. "
+        "Messages workers had already taken are not affected.",
+        {"removed": removed},
+    )
+    return _audit(actor, "queue.purge", queue, params, reason, outcome)
+
+
+# --- Workers ------------------------------------------------------------------------------------
+
+
+def _pool_after(worker: str, before: tuple[int, ...], *, wait: float = 2.0) -> tuple[int, ...] | None:
+    """The pool's process ids as the worker reports them once they changed (or after `wait`)."""
+    deadline = time.monotonic() + wait
+    processes: tuple[int, ...] | None = None
+    while True:
+        stats = control.worker_stats(destination=[worker]).get(worker)
+        processes = stats.pool_processes if stats else None
+        if processes is not None and processes != before or time.monotonic() >= deadline:
+            return processes
+        time.sleep(0.2)
+
+
+def worker_pool_resize(*, actor: Actor, worker: str, delta: int, reason: str = "") -> ActionOutcome:
+    """Grow (delta > 0) or shrink (delta < 0) a worker's pool; report the processes it has after."""
+    action = "worker.pool_grow" if delta > 0 else "worker.pool_shrink"
+    params = {"worker": worker, "n": abs(delta)}
+    if delta == 0 or abs(delta) > 64:
+        _refused(actor, action, worker, params, reason, "Change the pool by 1 to 64 processes.")
+    try:
+        before_stats = control.worker_stats(destination=[worker]).get(worker)
+        if before_stats is None:
+            return _audit(actor, action, worker, params, reason, ActionOutcome(
+                AuditEntry.Outcome.NO_REPLY, f"{worker} did not answer; its pool was not changed."))
+        send = control.pool_grow if delta > 0 else control.pool_shrink
+        result = send(abs(delta), destination=[worker])
+        if result.errors or not result.replies:
+            return _audit(actor, action, worker, params, reason, _from_replies(
+                result, "Pool change", none_answered=f"{worker} did not answer."))
+        # A new prefork process imports the project before it shows up (~1.5 s idle).
+        after = _pool_after(worker, before_stats.pool_processes, wait=4.0 if delta > 0 else 2.0)
+    except BrokerUnavailable as exc:
+        return _audit(actor, action, worker, params, reason, _unavailable(exc, "Pool change"))
+    before = before_stats.pool_processes
+    detail = {"before": list(before), "after": list(after or ())}
+    if after is None:
+        message = f"{worker} took the request but did not report its pool afterwards."
+        return _audit(actor, action, worker, params, reason,
+                      ActionOutcome(AuditEntry.Outcome.PARTIAL, message, detail))
+    if after == before:
+        why = ("a shrink waits for a process to be idle" if delta < 0
+               else "new processes are still starting")
+        message = (f"{worker} took the request but still reports {len(after)} processes "
+                   f"({_names(map(str, after))}): {why}. The worker page shows the current list.")
+        outcome = AuditEntry.Outcome.PARTIAL
+    else:
+        message = (f"{worker} now reports {len(after)} pool processes "
+                   f"(was {len(before)}): {_names(map(str, after))}.")
+        outcome = AuditEntry.Outcome.OK
+    return _audit(actor, action, worker, params, reason, ActionOutcome(outcome, message, detail))
+
+
+def worker_autoscale(
+    *, actor: Actor, worker: str, max_processes: int, min_processes: int, reason: str = ""
+) -> ActionOutcome:
+    """Set the autoscaler's bounds of a worker started with --autoscale."""
+    params = {"worker": worker, "max": max_processes, "min": min_processes}
+    if not (0 <= min_processes <= max_processes <= 256) or max_processes < 1:
+        _refused(actor, "worker.autoscale", worker, params, reason,
+                 "Autoscale needs 0 <= min <= max <= 256 and max >= 1.")
+    try:
+        stats = control.worker_stats(destination=[worker]).get(worker)
+        if stats is not None and not stats.autoscaler:
+            _refused(actor, "worker.autoscale", worker, params, reason,
+                     f"{worker} was not started with --autoscale; resize its pool instead.")
+        result = control.autoscale(max_processes, min_processes, destination=[worker])
+    except BrokerUnavailable as exc:
+        return _audit(actor, "worker.autoscale", worker, params, reason, _unavailable(exc, "Autoscale"))
+    outcome = _from_replies(
+        result, f"Autoscale of {worker} set to {min_processes}–{max_processes}",
+        none_answered=f"{worker} did not answer; autoscale unchanged.",
+    )
+    return _audit(actor, "worker.autoscale", worker, params, reason, outcome)
+
+
+def worker_rate_limit(
+    *, actor: Actor, worker: str, task_name: str, rate: str, reason: str = ""
+) -> ActionOutcome:
+    """Set (or with "" remove) a task's rate limit on a worker, e.g. "10/m"."""
+    rate = rate.strip()
+    params = {"worker": worker, "task": task_name, "rate_limit": rate}
+    if rate and not RATE_LIMIT_RE.match(rate):
+        _refused(actor, "worker.rate_limit", worker, params, reason,
+                 f"{rate!r} is not a rate limit: use a number per second, minute or hour "
+                 "such as 10/s, 100/m or 1000/h, or leave it empty to remove the limit.")
+    if not task_name.strip():
+        _refused(actor, "worker.rate_limit", worker, params, reason, "Choose a task.")
+    try:
+        result = control.rate_limit(task_name, rate, destination=[worker])
+    except BrokerUnavailable as exc:
+        return _audit(actor, "worker.rate_limit", worker, params, reason, _unavailable(exc, "Rate limit"))
+    what = f"Rate limit of {task_name} on {worker} {'set to ' + rate if rate else 'removed'}"
+    outcome = _from_replies(result, what, none_answered=f"{worker} did not answer; nothing changed.")
+    return _audit(actor, "worker.rate_limit", worker, params, reason, outcome)
+
+
+def worker_shutdown(*, actor: Actor, worker: str, confirm: str, reason: str = "") -> ActionOutcome:
+    """Ask a worker to shut down warmly; `confirm` must repeat its name. Checks it went away."""
+    params = {"worker": worker}
+    if confirm.strip() != worker:
+        _refused(actor, "worker.shutdown", worker, params, reason,
+                 f"Type the worker's name ({worker}) to confirm the shutdown.")
+    try:
+        control.shutdown(destination=[worker])
+        deadline = time.monotonic() + 3
+        still_there = True
+        while still_there and time.monotonic() < deadline:
+            still_there = bool(control.worker_ping(destination=[worker], timeout=0.5))
+    except BrokerUnavailable as exc:
+        return _audit(actor, "worker.shutdown", worker, params, reason, _unavailable(exc, "Shutdown"))
+    if still_there:
+        outcome = ActionOutcome(
+            AuditEntry.Outcome.PARTIAL,
+            f"Shutdown sent to {worker}; it still answers (it finishes its running tasks first).",
+        )
+    else:
+        WorkerSeen.objects.filter(name=worker).update(online=False)
+        outcome = ActionOutcome(AuditEntry.Outcome.OK, f"{worker} shut down: it no longer answers.")
+    return _audit(actor, "worker.shutdown", worker, params, reason, outcome)
+
+
+# --- Tasks --------------------------------------------------------------------------------------
+
+
+def task_revoke(
+    *,
+    actor: Actor,
+    task_ids: list[str],
+    terminate: bool = False,
+    signal: str = "SIGTERM",
+    reason: str = "",
+) -> ActionOutcome:
+    """Revoke tasks everywhere (with `terminate`, kill them if running) and keep the revoke.
+
+    Kept revokes are applied by every worker that starts later (see worker_came_online), so a
+    revoke survives a worker that was down or restarted. A revoke no worker acknowledged is
+    reported as such, not as done.
+    """
+    from django_celery_results.models import TaskResult
+
+    task_ids = [t.strip() for t in task_ids if t and t.strip()]
+    action = "task.terminate" if terminate else "task.revoke"
+    params = {"task_ids": task_ids, "terminate": terminate, "signal": signal if terminate else ""}
+    target = task_ids[0] if len(task_ids) == 1 else f"{len(task_ids)} tasks"
+    if not task_ids:
+        _refused(actor, action, "", params, reason, "No task id given.")
+    if terminate and signal not in SIGNALS:
+        _refused(actor, action, target, params, reason, f"Signal must be one of {', '.join(SIGNALS)}.")
+    names = dict(TaskResult.objects.filter(task_id__in=task_ids).values_list("task_id", "task_name"))
+    user = actor.user if actor.user and actor.user.is_authenticated else None
+    for task_id in task_ids:
+        PendingRevoke.objects.update_or_create(
+            task_id=task_id,
+            defaults={"task_name": names.get(task_id) or "", "terminate": terminate,
+                      "signal": signal if terminate else "", "requested_by": user},
+        )
+    try:
+        result = control.revoke(task_ids, terminate=terminate, signal=signal,
+                                expected=_online_worker_names() or None)
+    except BrokerUnavailable as exc:
+        outcome = _unavailable(exc, "Revoke")
+        outcome = ActionOutcome(
+            outcome.outcome,
+            outcome.message + " The revoke is kept: workers apply it when they start.",
+        )
+        return _audit(actor, action, target, params, reason, outcome)
+    answered = sorted(result.replies)
+    for revoke in PendingRevoke.objects.filter(task_id__in=task_ids):
+        revoke.acknowledged_by = sorted(set(revoke.acknowledged_by) | set(answered))
+        revoke.save(update_fields=["acknowledged_by"])
+    verb = f"Terminate ({signal})" if terminate else "Revoke"
+    outcome = _from_replies(
+        result,
+        f"{verb} of {target} acknowledged",
+        none_answered=f"{verb} of {target} NOT acknowledged: no worker answered. It is kept and "
+        "every worker applies it when it starts, so the task will not run.",
+    )
+    return _audit(actor, action, target, params, reason, outcome)
+
+
+# --- Worker lifecycle (called from the worker process's own signal handlers) ---------------------
+
+
+@dataclass(frozen=True)
+class WorkerStartPlan:
+    """What a starting worker must apply before it consumes anything."""
+
+    hold_queues: tuple[str, ...]
+    revoked_ids: tuple[str, ...]
+
+
+def worker_came_online(*, name: str, queues: list[str]) -> WorkerStartPlan:
+    """Record a starting worker; return the paused queues it must not consume and the revokes."""
+    now = timezone.now()
+    with transaction.atomic():
+        WorkerSeen.objects.update_or_create(
+            name=name, defaults={"last_seen_at": now, "online": True, "queues": sorted(queues)}
+        )
+        hold = []
+        for pause in QueuePause.objects.select_for_update().filter(queue__in=queues):
+            pause.workers = sorted(set(pause.workers) | {name})
+            pause.save(update_fields=["workers"])
+            hold.append(pause.queue)
+        revokes = list(PendingRevoke.objects.select_for_update())
+        for revoke in revokes:
+            if name not in revoke.acknowledged_by:
+                revoke.acknowledged_by = sorted([*revoke.acknowledged_by, name])
+                revoke.save(update_fields=["acknowledged_by"])
+    cache.drop(LIVE_CACHE_KEY)
+    return WorkerStartPlan(tuple(sorted(hold)), tuple(r.task_id for r in revokes))
+
+
+def worker_went_offline(*, name: str) -> None:
+    """Record a worker that shut down."""
+    WorkerSeen.objects.filter(name=name).update(online=False, last_seen_at=timezone.now())
+    cache.drop(LIVE_CACHE_KEY)
+
+
+# --- Sampling (run by beat, see taskops.sampler) --------------------------------------------------
+
+
+def cluster_sample(*, queue_names: list[str]) -> int:
+    """Record who is online and every queue's depth; drop history past retention. Returns samples."""
+    now = timezone.now()
+    online = set(control.worker_discover())
+    with transaction.atomic():
+        for name in online:
+            WorkerSeen.objects.update_or_create(
+                name=name, defaults={"last_seen_at": now, "online": True}
+            )
+        WorkerSeen.objects.filter(online=True).exclude(name__in=online).update(online=False)
+        age_out = now - timedelta(hours=float(getattr(settings, "TASKOPS_WORKER_AGE_OUT_HOURS", 24)))
+        WorkerSeen.objects.filter(online=False, last_seen_at__lt=age_out).delete()
+    paused = list(QueuePause.objects.values_list("queue", flat=True))
+    reading = broker.queue_depths([*queue_names, *paused])
+    samples = [
+        QueueDepthSample(queue=q.name, sampled_at=now, depth=q.depth or 0, in_flight=q.in_flight)
+        for q in reading.queues.values()
+        if q.exists and q.depth is not None
+    ]
+    QueueDepthSample.objects.bulk_create(samples)
+    keep = now - timedelta(hours=float(getattr(settings, "TASKOPS_DEPTH_RETENTION_HOURS", 24)))
+    while True:  # batched, so a long backlog never holds one huge delete
+        old = list(QueueDepthSample.objects.filter(sampled_at__lt=keep).values_list("pk", flat=True)[:5000])
+        if not old:
+            break
+        QueueDepthSample.objects.filter(pk__in=old).delete()
+    return len(samples)
