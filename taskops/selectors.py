@@ -288,6 +288,14 @@ class QueueDetail:
     pause: QueuePause | None
     history: tuple[tuple[datetime, int], ...]
 
+    @property
+    def history_depths(self) -> tuple[int, ...]:
+        return tuple(depth for _at, depth in self.history)
+
+    @property
+    def peak(self) -> int:
+        return max(self.history_depths, default=0)
+
 
 def queue_detail(name: str, *, peek: int = 20) -> QueueDetail:
     """One queue: its live row, the next messages (not consumed), pause state and 24 h history."""
@@ -319,6 +327,7 @@ def queue_detail(name: str, *, peek: int = 20) -> QueueDetail:
 @dataclass(frozen=True)
 class WorkerDetail:
     name: str
+    reading: ClusterReading
     row: WorkerRow | None
     snapshot: control.WorkerSnapshot | None
     error: str
@@ -339,5 +348,5 @@ def worker_detail(name: str) -> WorkerDetail:
         error = reading.broker_error
     revokes = tuple(PendingRevoke.objects.order_by("-requested_at")[:20])
     return WorkerDetail(
-        name=name, row=reading.worker(name), snapshot=snapshot, error=error, pending_revokes=revokes
+        name=name, reading=reading, row=reading.worker(name), snapshot=snapshot, error=error, pending_revokes=revokes
     )

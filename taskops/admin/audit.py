@@ -1,0 +1,28 @@
+"""The audit log in the admin: read-only, filterable, newest first."""
+
+from django.contrib import admin
+
+from taskops.models import AuditEntry
+from taskops.permissions import can
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "actor_name", "action", "target", "outcome", "message", "reason")
+    list_filter = ("action", "outcome", "created_at")
+    search_fields = ("=target", "actor_name", "reason")
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    readonly_fields = [f.name for f in AuditEntry._meta.fields]
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return can(request.user, "audit.view")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -1,0 +1,57 @@
+"""Template tags of the console: the dashboard fragment, sparklines, and small formatting helpers."""
+
+from __future__ import annotations
+
+from django import template
+from django.utils.html import format_html
+
+register = template.Library()
+
+
+@register.inclusion_tag("admin/taskops/_dashboard.html", takes_context=True)
+def taskops_dashboard(context) -> dict:
+    """The live dashboard for the admin index (renders nothing for users who may not see it)."""
+    from taskops.views.common import is_live
+    from taskops.views.dashboard import dashboard_context
+
+    request = context["request"]
+    return {"request": request, "live_request": is_live(request), **dashboard_context(request)}
+
+
+@register.simple_tag
+def sparkline(values, width: int = 120, height: int = 24) -> str:
+    """An inline SVG line of `values` (oldest first), scaled to its own maximum."""
+    points = list(values or ())
+    if len(points) < 2:
+        return format_html('<span class="taskops-quiet">no history yet</span>')
+    top = max(points) or 1
+    step = width / (len(points) - 1)
+    coords = " ".join(
+        f"{i * step:.1f},{height - 1 - (v / top) * (height - 2):.1f}" for i, v in enumerate(points)
+    )
+    return format_html(
+        '<svg class="taskops-sparkline" width="{}" height="{}" viewBox="0 0 {} {}" role="img" '
+        'aria-label="depth over time, last {}, peak {}"><polyline fill="none" points="{}"/></svg>',
+        width, height, width, height, points[-1], top, coords,
+    )
+
+
+@register.filter
+def priorities(by_priority: dict) -> str:
+    """{0: 4, 9: 1} -> "p0: 4, p9: 1" (priority step: messages)."""
+    return ", ".join(f"p{step}: {count}" for step, count in sorted((by_priority or {}).items()))
+
+
+@register.filter
+def seconds(value) -> str:
+    """A duration in seconds as "2 h 5 min", "4 min 10 s" or "12 s"."""
+    if value is None:
+        return "—"
+    total = int(value)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{secs} s"

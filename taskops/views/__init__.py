@@ -1,0 +1,1 @@
+"""Thin views of the console's pages, wrapped by the admin site's admin_view."""
