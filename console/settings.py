@@ -225,6 +225,8 @@ TASKOPS_LIVE_TTL = float(os.environ.get("TASKOPS_LIVE_TTL", "2.0"))
 TASKOPS_SAMPLE_INTERVAL = float(os.environ.get("TASKOPS_SAMPLE_INTERVAL", "10"))
 TASKOPS_DEPTH_RETENTION_HOURS = float(os.environ.get("TASKOPS_DEPTH_RETENTION_HOURS", "24"))
 TASKOPS_WORKER_AGE_OUT_HOURS = float(os.environ.get("TASKOPS_WORKER_AGE_OUT_HOURS", "24"))
+# How long the console keeps re-applying a revoke to workers that start.
+TASKOPS_REVOKE_RETENTION_HOURS = float(os.environ.get("TASKOPS_REVOKE_RETENTION_HOURS", "168"))
 
 # --- Logging ----------------------------------------------------------------------------
 LOGGING = {

@@ -40,8 +40,13 @@ class Actor:
         return cls(user=request.user, ip=request.META.get("REMOTE_ADDR") or None)
 
     @property
+    def db_user(self) -> User | None:
+        """The user to store on records, or None for the system and anonymous visitors."""
+        return self.user if self.user is not None and self.user.is_authenticated else None
+
+    @property
     def name(self) -> str:
-        return self.user.get_username() if self.user and self.user.is_authenticated else "system"
+        return self.db_user.get_username() if self.db_user else "system"
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,7 @@ def _audit(
     actor: Actor, action: str, target: str, params: dict, reason: str, result: ActionOutcome
 ) -> ActionOutcome:
     AuditEntry.objects.create(
-        actor=actor.user if actor.user and actor.user.is_authenticated else None,
+        actor=actor.db_user,
         actor_name=actor.name,
         source_ip=actor.ip,
         action=action,
@@ -133,8 +138,7 @@ def queue_pause(*, actor: Actor, queue: str, reason: str = "") -> ActionOutcome:
     with transaction.atomic():
         pause, created = QueuePause.objects.select_for_update().get_or_create(
             queue=queue,
-            defaults={"paused_by": actor.user if actor.user and actor.user.is_authenticated else None,
-                      "reason": reason},
+            defaults={"paused_by": actor.db_user, "reason": reason},
         )
         pause.workers = sorted(set(pause.workers) | set(consumers))
         pause.save(update_fields=["workers"])
@@ -351,12 +355,11 @@ def task_revoke(
     if terminate and signal not in SIGNALS:
         _refused(actor, action, target, params, reason, f"Signal must be one of {', '.join(SIGNALS)}.")
     names = dict(TaskResult.objects.filter(task_id__in=task_ids).values_list("task_id", "task_name"))
-    user = actor.user if actor.user and actor.user.is_authenticated else None
     for task_id in task_ids:
         PendingRevoke.objects.update_or_create(
             task_id=task_id,
             defaults={"task_name": names.get(task_id) or "", "terminate": terminate,
-                      "signal": signal if terminate else "", "requested_by": user},
+                      "signal": signal if terminate else "", "requested_by": actor.db_user},
         )
     try:
         result = control.revoke(task_ids, terminate=terminate, signal=signal,
@@ -443,6 +446,8 @@ def cluster_sample(*, queue_names: list[str]) -> int:
         if q.exists and q.depth is not None
     ]
     QueueDepthSample.objects.bulk_create(samples)
+    revoke_keep = timedelta(hours=float(getattr(settings, "TASKOPS_REVOKE_RETENTION_HOURS", 168)))
+    PendingRevoke.objects.filter(requested_at__lt=now - revoke_keep).delete()
     keep = now - timedelta(hours=float(getattr(settings, "TASKOPS_DEPTH_RETENTION_HOURS", 24)))
     while True:  # batched, so a long backlog never holds one huge delete
         old = list(QueueDepthSample.objects.filter(sampled_at__lt=keep).values_list("pk", flat=True)[:5000])

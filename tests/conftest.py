@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
 
+from taskops.conf import celery_app
 from tests.support.processes import RedisServer, WorkerProcess, database_url, unique_worker_name
 
 
@@ -59,3 +61,68 @@ def celery_worker(redis_url, test_database_url, var_dir):
     ).start()
     yield worker
     worker.stop()
+
+
+@pytest.fixture
+def isolated_broker(tmp_path):
+    """A fresh redis-server for this test only; the console's Celery app points at it meanwhile."""
+    server = RedisServer.start(tmp_path / "redis")
+    app = celery_app()
+    original = app.conf.broker_url
+    app.conf.broker_url = server.url
+    yield server
+    app.conf.broker_url = original
+    server.stop()
+
+
+@pytest.fixture
+def start_worker(isolated_broker, test_database_url, tmp_path):
+    """Start real workers on the isolated broker: start_worker("q1", "q2", concurrency=2)."""
+    started: list[WorkerProcess] = []
+
+    def start(*queues: str, concurrency: int = 2, extra_args: tuple[str, ...] = ()) -> WorkerProcess:
+        worker = WorkerProcess(
+            name=unique_worker_name("w"),
+            broker_url=isolated_broker.url,
+            database_url=test_database_url,
+            var_dir=tmp_path / "workers",
+            queues=queues,
+            concurrency=concurrency,
+            extra_args=extra_args,
+        )
+        started.append(worker)
+        return worker.start()
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Each test reads the cluster anew (the shared reading is cached for a couple of seconds)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def role_client(client, django_user_model):
+    """A logged-in test client for a demo role: role_client("Operations")."""
+    from django.contrib.auth.models import Group
+
+    def login(role: str):
+        if role == "superuser":
+            user = django_user_model.objects.create_superuser(f"su-{uuid.uuid4().hex[:6]}", password="x")
+        else:
+            user = django_user_model.objects.create_user(
+                f"{role.lower()}-{uuid.uuid4().hex[:6]}", password="x", is_staff=True
+            )
+            if role != "staff":
+                user.groups.add(Group.objects.get(name=role))
+        client.force_login(user)
+        return client
+
+    return login

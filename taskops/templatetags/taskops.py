@@ -23,7 +23,7 @@ def sparkline(values, width: int = 120, height: int = 24) -> str:
     """An inline SVG line of `values` (oldest first), scaled to its own maximum."""
     points = list(values or ())
     if len(points) < 2:
-        return format_html('<span class="taskops-quiet">no history yet</span>')
+        return format_html('<span class="taskops-quiet">{}</span>', "no history yet")
     top = max(points) or 1
     step = width / (len(points) - 1)
     coords = " ".join(

@@ -21,7 +21,7 @@ from taskops.services import (
     worker_pool_resize,
     worker_rate_limit,
 )
-from tests.integration.conftest import send, unique
+from tests.support.tasks import send, unique
 from tests.support.poll import poll_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -236,3 +236,34 @@ def test_purge_needs_the_typed_name_and_empties_every_priority(isolated_broker, 
         ("queue.purge", "refused"),
         ("queue.purge", "ok"),
     ]
+
+
+def test_autoscale_is_offered_only_where_the_worker_has_an_autoscaler(start_worker, actor):
+    from taskops.services import worker_autoscale
+
+    plain = start_worker(unique("plain"))
+    scaled = start_worker(unique("scaled"), extra_args=("--autoscale=3,1",))
+
+    with pytest.raises(ActionRefused, match="not started with --autoscale"):
+        worker_autoscale(actor=actor, worker=plain.name, max_processes=4, min_processes=1)
+    outcome = worker_autoscale(actor=actor, worker=scaled.name, max_processes=4, min_processes=2)
+
+    assert outcome.ok, outcome.message
+    autoscaler = control.worker_stats(destination=[scaled.name])[scaled.name].autoscaler
+    assert (autoscaler["max"], autoscaler["min"]) == (4, 2)
+
+
+def test_shutdown_needs_the_typed_name_and_the_worker_goes_away(start_worker, actor):
+    from taskops.models import WorkerSeen
+    from taskops.services import worker_shutdown
+
+    worker = start_worker(unique("bye"))
+    with pytest.raises(ActionRefused, match="Type the worker's name"):
+        worker_shutdown(actor=actor, worker=worker.name, confirm="yes")
+    assert control.worker_ping(destination=[worker.name])
+
+    outcome = worker_shutdown(actor=actor, worker=worker.name, confirm=worker.name, reason="drain")
+
+    assert outcome.ok, outcome.message
+    assert worker.process.wait(timeout=20) == 0
+    assert WorkerSeen.objects.get(name=worker.name).online is False

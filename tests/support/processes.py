@@ -20,6 +20,15 @@ BASE_DIR = Path(__file__).resolve().parents[2]
 QUEUES = ("default", "reports", "emails")
 
 
+def _own_session_dying_with_us() -> None:
+    """preexec_fn: a process group of its own, killed if the test process dies (Linux)."""
+    import ctypes
+
+    os.setsid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: an interrupted run leaves nothing behind
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
@@ -64,7 +73,7 @@ class RedisServer:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            start_new_session=True,
+            preexec_fn=_own_session_dying_with_us,
         )
         poll_until(lambda: _redis_ping(server.url), timeout=10, message="embedded redis-server answers")
         return server
@@ -138,7 +147,7 @@ class WorkerProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            preexec_fn=_own_session_dying_with_us,
         )
         log.close()
         if wait:

@@ -43,6 +43,7 @@
       return response.text();
     }).then(function (html) {
       swap(html);
+      syncControls(stored());
       setStatus("");
       schedule(stored());
     }).catch(function (error) {
@@ -56,17 +57,22 @@
     if (question && !window.confirm(question)) event.preventDefault();
   });
 
+  function syncControls(seconds) {
+    controls().forEach(function (select) { select.value = String(seconds); });
+  }
+  // Delegated, so controls swapped in with a fresh region keep working.
+  document.addEventListener("change", function (event) {
+    var select = event.target;
+    if (!select.matches || !select.matches("[data-live-control]")) return;
+    window.localStorage.setItem(KEY, select.value);
+    syncControls(select.value);
+    setStatus("");
+    schedule(parseInt(select.value, 10));
+  });
+
   function init() {
     var seconds = stored();
-    controls().forEach(function (select) {
-      select.value = String(seconds);
-      select.addEventListener("change", function () {
-        window.localStorage.setItem(KEY, select.value);
-        controls().forEach(function (other) { other.value = select.value; });
-        setStatus("");
-        schedule(parseInt(select.value, 10));
-      });
-    });
+    syncControls(seconds);
     if (document.querySelector("[data-live]")) schedule(seconds);
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);

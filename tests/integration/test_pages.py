@@ -1,0 +1,197 @@
+"""The live pages over HTTP: who may see and do what, CSRF, GET safety, and banners on failure."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from django.test import Client
+from django.urls import get_resolver, reverse
+
+from taskops.models import AuditEntry, QueuePause
+from tests.support.tasks import send, unique
+from tests.support.poll import poll_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROLES = ("superuser", "Operations", "Support", "Managers", "staff", "anonymous")
+READERS = {"superuser": 200, "Operations": 200, "Support": 200, "Managers": 200, "staff": 403}
+OPS_ONLY = {"superuser": 302, "Operations": 302, "Support": 403, "Managers": 403, "staff": 403}
+SUPPORT_TOO = {**OPS_ONLY, "Support": 302}
+WORKER = "nobody@nowhere"
+
+# Every URL the console adds: (url name, args) -> expected status per role.
+# GET pages answer 200 or 403; POST actions, sent with input that fails validation, answer
+# 302 (back to the page with the reason) when allowed, 403 otherwise. Anonymous: login redirect.
+GET_PAGES = {
+    ("admin:taskops_queue_changelist", ()): READERS,
+    ("admin:taskops_queue_detail", ("default",)): READERS,
+    ("admin:taskops_worker_changelist", ()): READERS,
+    ("admin:taskops_worker_detail", (WORKER,)): READERS,
+    ("admin:taskops_auditentry_changelist", ()): {**READERS, "Support": 403, "Managers": 403},
+}
+POST_ACTIONS = {
+    ("admin:taskops_queue_pause", ("default",)): OPS_ONLY,
+    ("admin:taskops_queue_resume", ("default",)): OPS_ONLY,
+    ("admin:taskops_queue_purge", ("default",)): OPS_ONLY,
+    ("admin:taskops_worker_pool", (WORKER,)): OPS_ONLY,
+    ("admin:taskops_worker_autoscale", (WORKER,)): OPS_ONLY,
+    ("admin:taskops_worker_rate_limit", (WORKER,)): OPS_ONLY,
+    ("admin:taskops_worker_shutdown", (WORKER,)): OPS_ONLY,
+    ("admin:taskops_task_revoke", ()): SUPPORT_TOO,
+}
+# Input each action refuses before it touches the cluster (missing or malformed fields).
+INVALID = {"n": "0", "max_processes": "0", "confirm": "", "task_id": "", "task_name": ""}
+# The audit entry's own admin URLs (history, change) are Django's: read-only for auditors.
+DJANGO_OWN = {"taskops_auditentry_add", "taskops_auditentry_change", "taskops_auditentry_delete",
+              "taskops_auditentry_history"}
+
+
+def _console_url_names() -> set[str]:
+    admin_patterns = next(p for p in get_resolver().url_patterns if str(p.pattern) == "admin/")
+    names = set()
+    for pattern in admin_patterns.url_patterns:
+        for sub in getattr(pattern, "url_patterns", [pattern]):
+            name = getattr(sub, "name", None) or ""
+            if name.startswith("taskops_"):
+                names.add(name)
+    return names
+
+
+def test_every_console_url_has_a_permission_expectation():
+    expected = {name.split(":")[1] for name, _ in [*GET_PAGES, *POST_ACTIONS]}
+    assert _console_url_names() - DJANGO_OWN == expected
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_pages_and_actions_answer_each_role_as_expected(role, role_client, isolated_broker):
+    client = Client() if role == "anonymous" else role_client(role)
+    for (name, args), by_role in GET_PAGES.items():
+        response = client.get(reverse(name, args=args))
+        want = 302 if role == "anonymous" else by_role[role]
+        assert response.status_code == want, (name, role, response.status_code)
+    for (name, args), by_role in POST_ACTIONS.items():
+        response = client.post(reverse(name, args=args), INVALID)
+        want = 302 if role == "anonymous" else by_role[role]
+        assert response.status_code == want, (name, role, response.status_code)
+        if role == "anonymous":
+            assert "/admin/login/" in response["Location"]
+    assert not QueuePause.objects.exists()
+
+
+def test_get_on_an_action_url_changes_nothing(role_client, isolated_broker):
+    client = role_client("superuser")
+    for name, args in POST_ACTIONS:
+        assert client.get(reverse(name, args=args)).status_code == 405, name
+    assert AuditEntry.objects.count() == 0
+    assert not QueuePause.objects.exists()
+
+
+def test_a_post_without_csrf_token_is_refused(django_user_model, isolated_broker):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(django_user_model.objects.create_superuser("csrf", password="x"))
+    for name, args in POST_ACTIONS:
+        assert client.post(reverse(name, args=args), {"reason": "x"}).status_code == 403, name
+    assert AuditEntry.objects.count() == 0
+
+
+def test_ops_pauses_a_queue_from_its_page_and_sees_the_outcome(role_client, start_worker):
+    queue = unique("page")
+    worker = start_worker(queue)
+    client = role_client("Operations")
+    page = reverse("admin:taskops_queue_detail", args=[queue])
+
+    response = client.post(reverse("admin:taskops_queue_pause", args=[queue]),
+                           {"reason": "deploy", "next": page}, follow=True)
+
+    assert response.redirect_chain[-1][0] == page
+    text = response.content.decode()
+    assert f"Queue {queue} paused: {worker.name} answered." in text
+    assert "paused" in text and "held workers" in text
+    entry = AuditEntry.objects.get()
+    assert (entry.action, entry.target, entry.outcome, entry.reason) == ("queue.pause", queue, "ok", "deploy")
+    assert entry.actor_name.startswith("operations-")
+
+
+def test_a_wrong_purge_confirmation_is_explained_and_nothing_is_purged(role_client, isolated_broker):
+    queue = unique("keep")
+    send("demo.tasks.generate_report", args=["x"], queue=queue)
+    client = role_client("Operations")
+
+    response = client.post(reverse("admin:taskops_queue_purge", args=[queue]),
+                           {"confirm": "default"}, follow=True)
+
+    assert "Type the queue&#x27;s name" in response.content.decode()
+    detail = client.get(reverse("admin:taskops_queue_detail", args=[queue])).content.decode()
+    assert f'data-queue-depth="{queue}">1<' in detail
+
+
+def _timed_get(client, url):
+    started = time.monotonic()
+    response = client.get(url)
+    return response, time.monotonic() - started
+
+
+LIVE_PAGES = [
+    ("admin:index", ()),
+    ("admin:taskops_queue_changelist", ()),
+    ("admin:taskops_queue_detail", ("default",)),
+    ("admin:taskops_worker_changelist", ()),
+    ("admin:taskops_worker_detail", (WORKER,)),
+]
+
+
+@pytest.mark.parametrize("failure", ["stopped", "frozen"])
+def test_every_page_answers_fast_with_a_banner_when_the_broker_fails(failure, role_client, isolated_broker):
+    client = role_client("Operations")
+    pid = isolated_broker.process.pid
+    if failure == "stopped":
+        isolated_broker.stop()
+    else:
+        os.kill(pid, signal.SIGSTOP)  # accepts connections, answers nothing
+    try:
+        for name, args in LIVE_PAGES:
+            from django.core.cache import cache
+
+            cache.clear()  # each page reads the broker itself
+            response, elapsed = _timed_get(client, reverse(name, args=args))
+            assert response.status_code == 200, name
+            assert elapsed < 2.5, f"{name} took {elapsed:.2f} s with the broker {failure}"
+            assert "The broker is not answering" in response.content.decode(), name
+    finally:
+        if failure == "frozen":
+            os.kill(pid, signal.SIGCONT)
+
+
+def test_a_frozen_worker_is_shown_as_not_answering_within_the_bound(role_client, start_worker):
+    client = role_client("Operations")
+    healthy, frozen = start_worker(unique("a")), start_worker(unique("b"))
+    os.kill(frozen.process.pid, signal.SIGSTOP)
+    try:
+        response, elapsed = _timed_get(client, reverse("admin:index"))
+
+        assert response.status_code == 200
+        assert elapsed < 2.5, f"dashboard took {elapsed:.2f} s with a frozen worker"
+        text = response.content.decode()
+        assert "Not answering within" in text and frozen.name in text
+        worker_page, elapsed = _timed_get(client, reverse("admin:taskops_worker_detail", args=[frozen.name]))
+        assert elapsed < 2.5
+        assert "did not answer within the time limit" in worker_page.content.decode()
+        listing = client.get(reverse("admin:taskops_worker_changelist")).content.decode()
+        assert listing.count('class="taskops-badge online"') == 1  # the healthy one
+        assert 'class="taskops-badge not-answering"' in listing
+        assert healthy.name in listing
+    finally:
+        os.kill(frozen.process.pid, signal.SIGCONT)
+
+
+def test_a_worker_that_shut_down_is_shown_offline(role_client, start_worker):
+    client = role_client("Operations")
+    worker = start_worker(unique("gone"))
+    worker.stop()
+
+    poll_until(lambda: 'class="taskops-badge offline"' in
+               client.get(reverse("admin:taskops_worker_changelist")).content.decode(),
+               timeout=10, message="the stopped worker shows as offline")

@@ -1,0 +1,69 @@
+"""The shared cache on a real Redis: 50 concurrent viewers cost one computation; a dead cache costs nothing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.core.cache import caches
+from django.test import override_settings
+
+from taskops import cache as shared
+from tests.support.processes import free_port
+
+
+def _redis_cache(url: str) -> dict:
+    return {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url,
+                        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}}}
+
+
+@pytest.fixture
+def redis_cache(redis_url):
+    with override_settings(CACHES=_redis_cache(redis_url.rsplit("/", 1)[0] + "/3")):
+        caches["default"].clear()
+        yield caches["default"]
+        caches["default"].clear()
+
+
+def test_fifty_concurrent_viewers_cost_one_computation(redis_cache, monkeypatch):
+    from django.core.cache.backends.redis import RedisCache
+
+    calls, tries = [], []
+    lock = threading.Lock()
+    everyone_tried = threading.Event()
+    real_add = RedisCache.add
+
+    def counting_add(self, *args, **kwargs):
+        with lock:
+            tries.append(1)
+            if len(tries) == 50:
+                everyone_tried.set()
+        return real_add(self, *args, **kwargs)
+
+    monkeypatch.setattr(RedisCache, "add", counting_add)
+
+    def expensive() -> str:
+        with lock:
+            calls.append(1)
+        # Hold the computation until all 50 viewers have asked for the lock meanwhile.
+        assert everyone_tried.wait(timeout=10), f"only {len(tries)} viewers arrived"
+        return "reading"
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        values = list(pool.map(lambda _: shared.shared_value("bench:key", 2, expensive), range(50)))
+
+    assert values == ["reading"] * 50
+    assert len(calls) == 1
+
+
+def test_a_dead_cache_is_skipped_without_waiting(monkeypatch):
+    monkeypatch.setattr(shared, "_down_until", 0.0)
+    with override_settings(CACHES=_redis_cache(f"redis://127.0.0.1:{free_port()}/0")):
+        started = time.monotonic()
+        values = [shared.shared_value("k", 2, lambda: "computed") for _ in range(20)]
+        elapsed = time.monotonic() - started
+
+    assert values == ["computed"] * 20
+    assert elapsed < 1.5, f"20 reads with a dead cache took {elapsed:.2f} s"
