@@ -254,13 +254,16 @@ def start_flower(stack: Stack) -> tuple[str, dict[str, str]]:
 def print_report(phases: list[Phase], counter: BroadcastCounter, seconds: float) -> None:
     """The table, the Flower/TaskOps ratios, and the first error of every phase that had some."""
     print(f"TaskOps live dashboard vs Flower API, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M:%S %Z}")
-    print(f"machine: nproc={os.cpu_count()}, {os.uname().sysname} {os.uname().release}, Python {sys.version.split()[0]}; "
-          f"cluster: Redis + {len(WORKERS)} workers (prefork x2); {seconds:.0f} s per phase, a refresh per viewer every {TICK:.0f} s")
+    uname = os.uname()
+    print(f"machine: nproc={os.cpu_count()}, {uname.sysname} {uname.release}, Python {sys.version.split()[0]}")
+    print(f"cluster: Redis + {len(WORKERS)} workers (prefork x2); {seconds:.0f} s per phase; "
+          f"every viewer refreshes every {TICK:.0f} s")
     print("TaskOps: GET /admin/ with X-TaskOps-Live: 1 (gunicorn 2 workers x 16 threads)\n"
           "Flower:  GET /api/workers?refresh=1 then GET /api/queues/length (latency = both)")
     print(f"counted as a broadcast: {counter.examples.get('broadcast', '-')}; "
           f"a reply, not counted: {counter.examples.get('reply', '-')}\n")
-    header = f"{'tool':<8}{'viewers':>8}{'requests':>10}{'errors':>8}{'p50 ms':>9}{'p95 ms':>9}{'bcast/min':>11}{'replies/min':>13}"
+    header = (f"{'tool':<8}{'viewers':>8}{'requests':>10}{'errors':>8}{'p50 ms':>9}{'p95 ms':>9}"
+              f"{'bcast/min':>11}{'replies/min':>13}")
     print(header + "\n" + "-" * len(header))
     for p in phases:
         print(f"{p.tool:<8}{p.viewers:>8}{len(p.latencies):>10}{len(p.errors):>8}{p.percentile(50):>9.0f}"
@@ -325,6 +328,9 @@ def main() -> int:
         print_report(phases, counter, args.seconds)
         ok = True
         return 0
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
     finally:
         signal.alarm(0)
         stack.stop({name for name, _popen in stack.children} - {"redis"})

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import redis
+from amqp.exceptions import NotFound
 
 from taskops.connection import BROKER_ERRORS, BrokerUnavailable, broker_connection
 
@@ -267,9 +268,7 @@ def _amqp_depths(conn, names: list[str]) -> BrokerReading:
         try:
             _queue, count, consumers = channel.queue_declare(queue=name, passive=True)
             queues[name] = QueueDepth(name=name, depth=count, consumers=consumers)
-        except BROKER_ERRORS as exc:
-            if getattr(exc, "code", None) != 404 and "404" not in str(exc):
-                raise
+        except NotFound:  # the broker closes the channel: the next queue gets a new one
             queues[name] = QueueDepth(name=name, depth=0, exists=False)
         finally:
             try:

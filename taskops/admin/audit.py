@@ -8,12 +8,16 @@ from taskops.permissions import can
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "actor_name", "action", "target", "outcome", "message", "reason")
+    list_display = ("created_at", "actor_name", "action", "target", "outcome", "short_message", "reason")
     list_filter = ("action", "outcome", "created_at")
     search_fields = ("=target", "actor_name", "reason")
     date_hierarchy = "created_at"
     show_full_result_count = False
     readonly_fields = [f.name for f in AuditEntry._meta.fields]
+
+    @admin.display(description="message")
+    def short_message(self, entry: AuditEntry) -> str:
+        return entry.message if len(entry.message) <= 120 else entry.message[:119] + "…"
 
     def has_view_permission(self, request, obj=None) -> bool:
         return can(request.user, "audit.view")
