@@ -4,12 +4,13 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PIP     = $(VENV)/bin/pip
 
-.PHONY: run run-prod test test-sqlite test-postgres install install-test clean help
+.PHONY: run run-prod test bench install install-test clean help
 
 help:
 	@echo "make run        start Redis (if none answers), worker, beat and the web console on :8000"
 	@echo "make run-prod   the same with gunicorn + whitenoise (see README: production profile)"
 	@echo "make test       install test requirements and run the suite (SQLite, then PostgreSQL if reachable)"
+	@echo "make bench      run the benchmarks in bench/ (installs Flower for the comparison)"
 
 $(PY):
 	$(PYTHON) -c 'import sys; sys.exit("TaskOps Console needs Python 3.11+") if sys.version_info < (3, 11) else None'
@@ -35,6 +36,11 @@ run-prod: install
 
 test: install-test
 	$(PY) scripts/run_tests.py $(PYTEST_ARGS)
+
+bench: install-test
+	$(PIP) install --quiet -r bench/requirements.txt
+	$(PY) bench/queue_depth.py
+	$(PY) bench/dashboard_vs_flower.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
