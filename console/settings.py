@@ -225,6 +225,12 @@ TASKOPS_LIVE_TTL = float(os.environ.get("TASKOPS_LIVE_TTL", "2.0"))
 TASKOPS_SAMPLE_INTERVAL = float(os.environ.get("TASKOPS_SAMPLE_INTERVAL", "10"))
 TASKOPS_DEPTH_RETENTION_HOURS = float(os.environ.get("TASKOPS_DEPTH_RETENTION_HOURS", "24"))
 TASKOPS_WORKER_AGE_OUT_HOURS = float(os.environ.get("TASKOPS_WORKER_AGE_OUT_HOURS", "24"))
+# The queue of the console's own tasks (bulk retry jobs).
+TASKOPS_QUEUE = os.environ.get("TASKOPS_QUEUE", "default")
+# Bulk retry: runs sent per chunk, an optional pause between chunks, the runner's lease.
+TASKOPS_RETRY_CHUNK_SIZE = int(os.environ.get("TASKOPS_RETRY_CHUNK_SIZE", "1000"))
+TASKOPS_RETRY_CHUNK_DELAY = float(os.environ.get("TASKOPS_RETRY_CHUNK_DELAY", "0"))
+TASKOPS_RETRY_LEASE_SECONDS = float(os.environ.get("TASKOPS_RETRY_LEASE_SECONDS", "60"))
 # How long the console keeps re-applying a revoke to workers that start.
 TASKOPS_REVOKE_RETENTION_HOURS = float(os.environ.get("TASKOPS_REVOKE_RETENTION_HOURS", "168"))
 

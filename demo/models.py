@@ -1,4 +1,4 @@
-"""Demo models: the record that makes the demo email task idempotent."""
+"""Demo models: the email idempotency record and the simulated partners' status."""
 
 from django.db import models
 
@@ -14,3 +14,17 @@ class SentEmail(models.Model):
 
     def __str__(self) -> str:
         return f"{self.template} to {self.address}"
+
+
+class PartnerStatus(models.Model):
+    """Whether a simulated partner system is down: its tasks fail until it is back."""
+
+    name = models.CharField(max_length=50, unique=True)
+    down = models.BooleanField(default=False)
+
+    @classmethod
+    def is_down(cls, name: str) -> bool:
+        return cls.objects.filter(name=name, down=True).exists()
+
+    def __str__(self) -> str:
+        return f"{self.name} ({'down' if self.down else 'up'})"

@@ -6,6 +6,7 @@ import csv
 import hashlib
 import random
 import time
+import uuid
 from datetime import date, datetime
 from pathlib import Path
 
@@ -107,3 +108,25 @@ def slow_task(self, seconds: float = 30, step: float = 1.0) -> dict:
         done += step
         self.update_state(state="PROGRESS", meta={"done": done, "total": seconds})
     return {"seconds": seconds, "started": started}
+
+
+@shared_task(bind=True)
+def sync_invoices(self, account_id: uuid.UUID, since: datetime, note: str = "") -> dict:
+    """Pull the invoices of `account_id` changed since `since` from the billing partner.
+
+    Fails while the partner is down (demo.models.PartnerStatus "billing"); retry the failed
+    runs from the console once it is back. Reports exactly what it received.
+    """
+    from demo.models import PartnerStatus
+
+    if PartnerStatus.is_down("billing"):
+        raise PartnerServiceError(f"billing partner is down: cannot sync account {account_id}")
+    return {
+        "account_id": str(account_id),
+        "since": since.isoformat(),
+        "note_length": len(note),
+        "note_sha256": hashlib.sha256(note.encode()).hexdigest(),
+        "types": [type(account_id).__name__, type(since).__name__, type(note).__name__],
+        "queue": (self.request.delivery_info or {}).get("routing_key"),
+        "priority": (self.request.delivery_info or {}).get("priority"),
+    }

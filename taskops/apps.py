@@ -14,5 +14,6 @@ class TaskOpsConfig(AppConfig):
         from taskops.roles import roles_sync_after_migrate
 
         post_migrate.connect(roles_sync_after_migrate, sender=self)
-        # Celery signal receivers: paused queues and kept revokes for workers, a sampler in beat.
-        from taskops import sampler, worker_hooks  # noqa: F401
+        # Celery signal receivers: call capture and paused queues/kept revokes in workers,
+        # the sampler in beat.
+        from taskops import capture, sampler, worker_hooks  # noqa: F401

@@ -15,6 +15,7 @@ ACTION_PERMISSIONS: dict[str, str] = {
     "worker.shutdown": "taskops.shutdown_worker",
     "task.revoke": "taskops.revoke_task",
     "task.terminate": "taskops.terminate_task",
+    "task.retry": "taskops.retry_task",
     "run.view": "django_celery_results.view_taskresult",
     "audit.view": "taskops.view_auditentry",
 }

@@ -80,7 +80,8 @@ def start_worker(isolated_broker, test_database_url, tmp_path):
     """Start real workers on the isolated broker: start_worker("q1", "q2", concurrency=2)."""
     started: list[WorkerProcess] = []
 
-    def start(*queues: str, concurrency: int = 2, extra_args: tuple[str, ...] = ()) -> WorkerProcess:
+    def start(*queues: str, concurrency: int = 2, extra_args: tuple[str, ...] = (),
+              env: dict[str, str] | None = None) -> WorkerProcess:
         worker = WorkerProcess(
             name=unique_worker_name("w"),
             broker_url=isolated_broker.url,
@@ -89,6 +90,7 @@ def start_worker(isolated_broker, test_database_url, tmp_path):
             queues=queues,
             concurrency=concurrency,
             extra_args=extra_args,
+            extra_env=env or {},
         )
         started.append(worker)
         return worker.start()

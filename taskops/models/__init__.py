@@ -3,6 +3,7 @@
 from taskops.models.audit import AuditEntry
 from taskops.models.operations import PendingRevoke, QueueDepthSample, QueuePause, WorkerSeen
 from taskops.models.pages import Queue, Task, Worker
+from taskops.models.retries import RetryJob, RetryJobItem, RunRetry
 
 __all__ = [
     "AuditEntry",
@@ -10,6 +11,9 @@ __all__ = [
     "Queue",
     "QueueDepthSample",
     "QueuePause",
+    "RetryJob",
+    "RetryJobItem",
+    "RunRetry",
     "Task",
     "Worker",
     "WorkerSeen",

@@ -36,4 +36,5 @@ class Task(models.Model):
         permissions = [
             ("revoke_task", "Can revoke queued tasks"),
             ("terminate_task", "Can terminate running tasks"),
+            ("retry_task", "Can retry runs"),
         ]

@@ -114,6 +114,7 @@ class WorkerProcess:
     queues: tuple[str, ...] = QUEUES
     concurrency: int = 2
     extra_args: tuple[str, ...] = ()
+    extra_env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -129,6 +130,7 @@ class WorkerProcess:
             "DATABASE_URL": self.database_url,
             "TASKOPS_VAR_DIR": str(self.var_dir),
             "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
         }
 
     def start(self, *, wait: bool = True) -> WorkerProcess:

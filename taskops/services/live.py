@@ -1,123 +1,35 @@
-"""Writes: every console action on queues, workers and tasks, each one audited with its outcome."""
+"""Writes on the live cluster: queues, workers, revokes, worker bookkeeping and sampling."""
 
 from __future__ import annotations
 
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.utils import timezone
 
 from taskops import broker, cache, control
 from taskops.connection import BrokerUnavailable
 from taskops.models import AuditEntry, PendingRevoke, QueueDepthSample, QueuePause, WorkerSeen
+from taskops.services.base import (
+    LIVE_CACHE_KEY,
+    ActionOutcome,
+    Actor,
+    audit_record,
+    names_text,
+    outcome_from_replies,
+    refused,
+    unavailable,
+)
 
 log = logging.getLogger(__name__)
 
 SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGKILL")
 RATE_LIMIT_RE = re.compile(r"^(\d+(\.\d+)?)(/[smh])?$")
-LIVE_CACHE_KEY = "taskops:cluster"
-
-
-class ActionRefused(ValueError):
-    """The action was not attempted: its input is invalid or unconfirmed (message says why)."""
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who acts, and from where."""
-
-    user: User | AnonymousUser | None
-    ip: str | None = None
-
-    @classmethod
-    def from_request(cls, request) -> Actor:
-        return cls(user=request.user, ip=request.META.get("REMOTE_ADDR") or None)
-
-    @property
-    def db_user(self) -> User | None:
-        """The user to store on records, or None for the system and anonymous visitors."""
-        return self.user if self.user is not None and self.user.is_authenticated else None
-
-    @property
-    def name(self) -> str:
-        return self.db_user.get_username() if self.db_user else "system"
-
-
-@dataclass(frozen=True)
-class ActionOutcome:
-    """What happened, in the words shown to the user, and the details kept in the audit log."""
-
-    outcome: str
-    message: str
-    detail: dict = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome == AuditEntry.Outcome.OK
-
-
-def _audit(
-    actor: Actor, action: str, target: str, params: dict, reason: str, result: ActionOutcome
-) -> ActionOutcome:
-    AuditEntry.objects.create(
-        actor=actor.db_user,
-        actor_name=actor.name,
-        source_ip=actor.ip,
-        action=action,
-        target=target[:255],
-        params=params,
-        reason=reason,
-        outcome=result.outcome,
-        message=result.message,
-        detail=result.detail,
-    )
-    cache.drop(LIVE_CACHE_KEY)
-    return result
-
-
-def _refused(actor: Actor, action: str, target: str, params: dict, reason: str, message: str):
-    _audit(actor, action, target, params, reason, ActionOutcome(AuditEntry.Outcome.REFUSED, message))
-    raise ActionRefused(message)
-
-
-def _unavailable(exc: BrokerUnavailable, what: str) -> ActionOutcome:
-    return ActionOutcome(
-        AuditEntry.Outcome.FAILED, f"{what} failed: the broker did not answer ({exc}).", {}
-    )
-
-
-def _names(names) -> str:
-    return ", ".join(names) if names else "none"
-
-
-def _from_replies(result: control.CommandResult, done: str, *, none_answered: str) -> ActionOutcome:
-    """Turn a command's replies into an outcome that names who answered, who failed, who was silent."""
-    detail = {
-        "replies": result.replies,
-        "errors": result.errors,
-        "missing": list(result.missing),
-    }
-    if not result.replies and not result.errors:
-        return ActionOutcome(AuditEntry.Outcome.NO_REPLY, none_answered, detail)
-    parts = [f"{done}: {_names(sorted(result.replies))} answered."] if result.replies else []
-    if result.errors:
-        parts.append(
-            "Refused by " + "; ".join(f"{w}: {e}" for w, e in sorted(result.errors.items())) + "."
-        )
-    if result.missing:
-        parts.append(f"No reply from {_names(result.missing)}.")
-    outcome = AuditEntry.Outcome.OK
-    if result.errors and not result.replies:
-        outcome = AuditEntry.Outcome.FAILED
-    elif result.errors or result.missing:
-        outcome = AuditEntry.Outcome.PARTIAL
-    return ActionOutcome(outcome, " ".join(parts), detail)
 
 
 def _online_worker_names() -> list[str]:
@@ -134,7 +46,7 @@ def queue_pause(*, actor: Actor, queue: str, reason: str = "") -> ActionOutcome:
         consumers = [w for w, queues in control.queue_consumers().items() if queue in queues]
         result = control.consumer_cancel(queue, destination=consumers) if consumers else None
     except BrokerUnavailable as exc:
-        return _audit(actor, "queue.pause", queue, params, reason, _unavailable(exc, "Pause"))
+        return audit_record(actor, "queue.pause", queue, params, reason, unavailable(exc, "Pause"))
     with transaction.atomic():
         pause, created = QueuePause.objects.select_for_update().get_or_create(
             queue=queue,
@@ -150,13 +62,13 @@ def queue_pause(*, actor: Actor, queue: str, reason: str = "") -> ActionOutcome:
             {"workers": []},
         )
     else:
-        outcome = _from_replies(
+        outcome = outcome_from_replies(
             result,
             f"Queue {queue} paused",
             none_answered=f"Queue {queue} is marked paused, but no worker answered. {later}",
         )
         outcome = ActionOutcome(outcome.outcome, f"{outcome.message} {later}", outcome.detail)
-    return _audit(actor, "queue.pause", queue, params, reason, outcome)
+    return audit_record(actor, "queue.pause", queue, params, reason, outcome)
 
 
 def queue_resume(*, actor: Actor, queue: str, reason: str = "") -> ActionOutcome:
@@ -164,44 +76,44 @@ def queue_resume(*, actor: Actor, queue: str, reason: str = "") -> ActionOutcome
     params = {"queue": queue}
     pause = QueuePause.objects.filter(queue=queue).first()
     if pause is None:
-        _refused(actor, "queue.resume", queue, params, reason, f"Queue {queue} is not paused.")
+        refused(actor, "queue.resume", queue, params, reason, f"Queue {queue} is not paused.")
     workers = list(pause.workers)
     try:
         result = control.consumer_add(queue, destination=workers) if workers else None
     except BrokerUnavailable as exc:
-        return _audit(actor, "queue.resume", queue, params, reason, _unavailable(exc, "Resume"))
+        return audit_record(actor, "queue.resume", queue, params, reason, unavailable(exc, "Resume"))
     pause.delete()
     if result is None:
         outcome = ActionOutcome(
             AuditEntry.Outcome.OK, f"Queue {queue} resumed. No worker had been paused on it.", {}
         )
     else:
-        outcome = _from_replies(
+        outcome = outcome_from_replies(
             result,
             f"Queue {queue} resumed",
             none_answered=f"Queue {queue} resumed, but none of its workers answered "
-            f"({_names(workers)}); workers that start now consume it.",
+            f"({names_text(workers)}); workers that start now consume it.",
         )
-    return _audit(actor, "queue.resume", queue, params, reason, outcome)
+    return audit_record(actor, "queue.resume", queue, params, reason, outcome)
 
 
 def queue_purge(*, actor: Actor, queue: str, confirm: str, reason: str = "") -> ActionOutcome:
     """Delete every message waiting in `queue`; `confirm` must repeat the queue's name."""
     params = {"queue": queue}
     if confirm.strip() != queue:
-        _refused(actor, "queue.purge", queue, params, reason,
+        refused(actor, "queue.purge", queue, params, reason,
                  f"Type the queue's name ({queue}) to confirm the purge.")
     try:
         removed = broker.queue_purge(queue)
     except BrokerUnavailable as exc:
-        return _audit(actor, "queue.purge", queue, params, reason, _unavailable(exc, "Purge"))
+        return audit_record(actor, "queue.purge", queue, params, reason, unavailable(exc, "Purge"))
     outcome = ActionOutcome(
         AuditEntry.Outcome.OK,
         f"Purged {removed} waiting message{'s' if removed != 1 else ''} from {queue}. "
         "Messages workers had already taken are not affected.",
         {"removed": removed},
     )
-    return _audit(actor, "queue.purge", queue, params, reason, outcome)
+    return audit_record(actor, "queue.purge", queue, params, reason, outcome)
 
 
 # --- Workers ------------------------------------------------------------------------------------
@@ -224,38 +136,38 @@ def worker_pool_resize(*, actor: Actor, worker: str, delta: int, reason: str = "
     action = "worker.pool_grow" if delta > 0 else "worker.pool_shrink"
     params = {"worker": worker, "n": abs(delta)}
     if delta == 0 or abs(delta) > 64:
-        _refused(actor, action, worker, params, reason, "Change the pool by 1 to 64 processes.")
+        refused(actor, action, worker, params, reason, "Change the pool by 1 to 64 processes.")
     try:
         before_stats = control.worker_stats(destination=[worker]).get(worker)
         if before_stats is None:
-            return _audit(actor, action, worker, params, reason, ActionOutcome(
+            return audit_record(actor, action, worker, params, reason, ActionOutcome(
                 AuditEntry.Outcome.NO_REPLY, f"{worker} did not answer; its pool was not changed."))
         send = control.pool_grow if delta > 0 else control.pool_shrink
         result = send(abs(delta), destination=[worker])
         if result.errors or not result.replies:
-            return _audit(actor, action, worker, params, reason, _from_replies(
+            return audit_record(actor, action, worker, params, reason, outcome_from_replies(
                 result, "Pool change", none_answered=f"{worker} did not answer."))
         # A new prefork process imports the project before it shows up (~1.5 s idle).
         after = _pool_after(worker, before_stats.pool_processes, wait=4.0 if delta > 0 else 2.0)
     except BrokerUnavailable as exc:
-        return _audit(actor, action, worker, params, reason, _unavailable(exc, "Pool change"))
+        return audit_record(actor, action, worker, params, reason, unavailable(exc, "Pool change"))
     before = before_stats.pool_processes
     detail = {"before": list(before), "after": list(after or ())}
     if after is None:
         message = f"{worker} took the request but did not report its pool afterwards."
-        return _audit(actor, action, worker, params, reason,
+        return audit_record(actor, action, worker, params, reason,
                       ActionOutcome(AuditEntry.Outcome.PARTIAL, message, detail))
     if after == before:
         why = ("a shrink waits for a process to be idle" if delta < 0
                else "new processes are still starting")
         message = (f"{worker} took the request but still reports {len(after)} processes "
-                   f"({_names(map(str, after))}): {why}. The worker page shows the current list.")
+                   f"({names_text(map(str, after))}): {why}. The worker page shows the current list.")
         outcome = AuditEntry.Outcome.PARTIAL
     else:
         message = (f"{worker} now reports {len(after)} pool processes "
-                   f"(was {len(before)}): {_names(map(str, after))}.")
+                   f"(was {len(before)}): {names_text(map(str, after))}.")
         outcome = AuditEntry.Outcome.OK
-    return _audit(actor, action, worker, params, reason, ActionOutcome(outcome, message, detail))
+    return audit_record(actor, action, worker, params, reason, ActionOutcome(outcome, message, detail))
 
 
 def worker_autoscale(
@@ -264,21 +176,21 @@ def worker_autoscale(
     """Set the autoscaler's bounds of a worker started with --autoscale."""
     params = {"worker": worker, "max": max_processes, "min": min_processes}
     if not (0 <= min_processes <= max_processes <= 256) or max_processes < 1:
-        _refused(actor, "worker.autoscale", worker, params, reason,
+        refused(actor, "worker.autoscale", worker, params, reason,
                  "Autoscale needs 0 <= min <= max <= 256 and max >= 1.")
     try:
         stats = control.worker_stats(destination=[worker]).get(worker)
         if stats is not None and not stats.autoscaler:
-            _refused(actor, "worker.autoscale", worker, params, reason,
+            refused(actor, "worker.autoscale", worker, params, reason,
                      f"{worker} was not started with --autoscale; resize its pool instead.")
         result = control.autoscale(max_processes, min_processes, destination=[worker])
     except BrokerUnavailable as exc:
-        return _audit(actor, "worker.autoscale", worker, params, reason, _unavailable(exc, "Autoscale"))
-    outcome = _from_replies(
+        return audit_record(actor, "worker.autoscale", worker, params, reason, unavailable(exc, "Autoscale"))
+    outcome = outcome_from_replies(
         result, f"Autoscale of {worker} set to {min_processes}–{max_processes}",
         none_answered=f"{worker} did not answer; autoscale unchanged.",
     )
-    return _audit(actor, "worker.autoscale", worker, params, reason, outcome)
+    return audit_record(actor, "worker.autoscale", worker, params, reason, outcome)
 
 
 def worker_rate_limit(
@@ -288,25 +200,25 @@ def worker_rate_limit(
     rate = rate.strip()
     params = {"worker": worker, "task": task_name, "rate_limit": rate}
     if rate and not RATE_LIMIT_RE.match(rate):
-        _refused(actor, "worker.rate_limit", worker, params, reason,
+        refused(actor, "worker.rate_limit", worker, params, reason,
                  f"{rate!r} is not a rate limit: use a number per second, minute or hour "
                  "such as 10/s, 100/m or 1000/h, or leave it empty to remove the limit.")
     if not task_name.strip():
-        _refused(actor, "worker.rate_limit", worker, params, reason, "Choose a task.")
+        refused(actor, "worker.rate_limit", worker, params, reason, "Choose a task.")
     try:
         result = control.rate_limit(task_name, rate, destination=[worker])
     except BrokerUnavailable as exc:
-        return _audit(actor, "worker.rate_limit", worker, params, reason, _unavailable(exc, "Rate limit"))
+        return audit_record(actor, "worker.rate_limit", worker, params, reason, unavailable(exc, "Rate limit"))
     what = f"Rate limit of {task_name} on {worker} {'set to ' + rate if rate else 'removed'}"
-    outcome = _from_replies(result, what, none_answered=f"{worker} did not answer; nothing changed.")
-    return _audit(actor, "worker.rate_limit", worker, params, reason, outcome)
+    outcome = outcome_from_replies(result, what, none_answered=f"{worker} did not answer; nothing changed.")
+    return audit_record(actor, "worker.rate_limit", worker, params, reason, outcome)
 
 
 def worker_shutdown(*, actor: Actor, worker: str, confirm: str, reason: str = "") -> ActionOutcome:
     """Ask a worker to shut down warmly; `confirm` must repeat its name. Checks it went away."""
     params = {"worker": worker}
     if confirm.strip() != worker:
-        _refused(actor, "worker.shutdown", worker, params, reason,
+        refused(actor, "worker.shutdown", worker, params, reason,
                  f"Type the worker's name ({worker}) to confirm the shutdown.")
     try:
         control.shutdown(destination=[worker])
@@ -315,7 +227,7 @@ def worker_shutdown(*, actor: Actor, worker: str, confirm: str, reason: str = ""
         while still_there and time.monotonic() < deadline:
             still_there = bool(control.worker_ping(destination=[worker], timeout=0.5))
     except BrokerUnavailable as exc:
-        return _audit(actor, "worker.shutdown", worker, params, reason, _unavailable(exc, "Shutdown"))
+        return audit_record(actor, "worker.shutdown", worker, params, reason, unavailable(exc, "Shutdown"))
     if still_there:
         outcome = ActionOutcome(
             AuditEntry.Outcome.PARTIAL,
@@ -324,7 +236,7 @@ def worker_shutdown(*, actor: Actor, worker: str, confirm: str, reason: str = ""
     else:
         WorkerSeen.objects.filter(name=worker).update(online=False)
         outcome = ActionOutcome(AuditEntry.Outcome.OK, f"{worker} shut down: it no longer answers.")
-    return _audit(actor, "worker.shutdown", worker, params, reason, outcome)
+    return audit_record(actor, "worker.shutdown", worker, params, reason, outcome)
 
 
 # --- Tasks --------------------------------------------------------------------------------------
@@ -351,9 +263,9 @@ def task_revoke(
     params = {"task_ids": task_ids, "terminate": terminate, "signal": signal if terminate else ""}
     target = task_ids[0] if len(task_ids) == 1 else f"{len(task_ids)} tasks"
     if not task_ids:
-        _refused(actor, action, "", params, reason, "No task id given.")
+        refused(actor, action, "", params, reason, "No task id given.")
     if terminate and signal not in SIGNALS:
-        _refused(actor, action, target, params, reason, f"Signal must be one of {', '.join(SIGNALS)}.")
+        refused(actor, action, target, params, reason, f"Signal must be one of {', '.join(SIGNALS)}.")
     names = dict(TaskResult.objects.filter(task_id__in=task_ids).values_list("task_id", "task_name"))
     for task_id in task_ids:
         PendingRevoke.objects.update_or_create(
@@ -365,24 +277,24 @@ def task_revoke(
         result = control.revoke(task_ids, terminate=terminate, signal=signal,
                                 expected=_online_worker_names() or None)
     except BrokerUnavailable as exc:
-        outcome = _unavailable(exc, "Revoke")
+        outcome = unavailable(exc, "Revoke")
         outcome = ActionOutcome(
             outcome.outcome,
             outcome.message + " The revoke is kept: workers apply it when they start.",
         )
-        return _audit(actor, action, target, params, reason, outcome)
+        return audit_record(actor, action, target, params, reason, outcome)
     answered = sorted(result.replies)
     for revoke in PendingRevoke.objects.filter(task_id__in=task_ids):
         revoke.acknowledged_by = sorted(set(revoke.acknowledged_by) | set(answered))
         revoke.save(update_fields=["acknowledged_by"])
     verb = f"Terminate ({signal})" if terminate else "Revoke"
-    outcome = _from_replies(
+    outcome = outcome_from_replies(
         result,
         f"{verb} of {target} acknowledged",
         none_answered=f"{verb} of {target} NOT acknowledged: no worker answered. It is kept and "
         "every worker applies it when it starts, so the task will not run.",
     )
-    return _audit(actor, action, target, params, reason, outcome)
+    return audit_record(actor, action, target, params, reason, outcome)
 
 
 # --- Worker lifecycle (called from the worker process's own signal handlers) ---------------------

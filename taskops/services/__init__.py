@@ -1,0 +1,52 @@
+"""Writes: every console action, each one audited with its outcome (one module per area)."""
+
+from taskops.services.base import LIVE_CACHE_KEY, ActionOutcome, ActionRefused, Actor
+from taskops.services.runs import (
+    retry_job_create,
+    retry_job_process,
+    retry_job_resume,
+    task_retry,
+    task_retry_edited,
+)
+from taskops.services.live import (
+    RATE_LIMIT_RE,
+    SIGNALS,
+    WorkerStartPlan,
+    cluster_sample,
+    queue_pause,
+    queue_purge,
+    queue_resume,
+    task_revoke,
+    worker_autoscale,
+    worker_came_online,
+    worker_pool_resize,
+    worker_rate_limit,
+    worker_shutdown,
+    worker_went_offline,
+)
+
+__all__ = [
+    "LIVE_CACHE_KEY",
+    "RATE_LIMIT_RE",
+    "SIGNALS",
+    "ActionOutcome",
+    "ActionRefused",
+    "Actor",
+    "WorkerStartPlan",
+    "cluster_sample",
+    "queue_pause",
+    "queue_purge",
+    "queue_resume",
+    "retry_job_create",
+    "retry_job_process",
+    "retry_job_resume",
+    "task_retry",
+    "task_retry_edited",
+    "task_revoke",
+    "worker_autoscale",
+    "worker_came_online",
+    "worker_pool_resize",
+    "worker_rate_limit",
+    "worker_shutdown",
+    "worker_went_offline",
+]
