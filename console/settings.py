@@ -231,6 +231,11 @@ TASKOPS_QUEUE = os.environ.get("TASKOPS_QUEUE", "default")
 TASKOPS_RETRY_CHUNK_SIZE = int(os.environ.get("TASKOPS_RETRY_CHUNK_SIZE", "1000"))
 TASKOPS_RETRY_CHUNK_DELAY = float(os.environ.get("TASKOPS_RETRY_CHUNK_DELAY", "0"))
 TASKOPS_RETRY_LEASE_SECONDS = float(os.environ.get("TASKOPS_RETRY_LEASE_SECONDS", "60"))
+# Retrying more runs than this at once becomes a background job.
+TASKOPS_RETRY_INLINE_LIMIT = int(os.environ.get("TASKOPS_RETRY_INLINE_LIMIT", "100"))
+# Faithful call capture for retry: the largest call kept, and tasks never captured.
+TASKOPS_CAPTURE_MAX_BYTES = int(os.environ.get("TASKOPS_CAPTURE_MAX_BYTES", str(256 * 1024)))
+TASKOPS_CAPTURE_EXCLUDE = env_list("TASKOPS_CAPTURE_EXCLUDE", ["celery.*"])
 # How long the console keeps re-applying a revoke to workers that start.
 TASKOPS_REVOKE_RETENTION_HOURS = float(os.environ.get("TASKOPS_REVOKE_RETENTION_HOURS", "168"))
 

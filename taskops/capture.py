@@ -31,6 +31,12 @@ class CapturedCall:
     time_limit: float | None = None
     soft_time_limit: float | None = None
     headers: dict[str, Any] = field(default_factory=dict)
+    root_id: str | None = None
+    parent_id: str | None = None
+
+    @property
+    def retry_of(self) -> str | None:
+        return self.headers.get(RETRY_OF_HEADER)
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,8 @@ def call_record(task, args, kwargs) -> dict:
         "time_limit": hard,
         "soft_time_limit": soft,
         "headers": {RETRY_OF_HEADER: getattr(request, RETRY_OF_HEADER, None)},
+        "root_id": getattr(request, "root_id", None),
+        "parent_id": getattr(request, "parent_id", None),
     }
     limit = int(getattr(settings, "TASKOPS_CAPTURE_MAX_BYTES", 256 * 1024))
     size = len(dumps(call))
@@ -110,4 +118,6 @@ def call_from_meta(meta: str | dict | None) -> CapturedCall | NoCapture:
         time_limit=call.get("time_limit"),
         soft_time_limit=call.get("soft_time_limit"),
         headers={k: v for k, v in (call.get("headers") or {}).items() if v is not None},
+        root_id=call.get("root_id"),
+        parent_id=call.get("parent_id"),
     )

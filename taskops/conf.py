@@ -11,13 +11,20 @@ from django.utils.module_loading import import_string
 
 @lru_cache(maxsize=1)
 def celery_app() -> Celery:
-    """Return the Celery app named by TASKOPS_CELERY_APP ("module:attr"), else Celery's current app."""
+    """Return the Celery app named by TASKOPS_CELERY_APP ("module:attr"), else Celery's current app.
+
+    Its task modules are imported (autodiscovery happens only in workers otherwise), so the
+    console knows the project's tasks and their signatures.
+    """
     path = getattr(settings, "TASKOPS_CELERY_APP", None)
-    if not path:
+    if path:
+        app = import_string(path.replace(":", "."))
+    else:
         from celery import current_app
 
-        return current_app._get_current_object()
-    return import_string(path.replace(":", "."))
+        app = current_app._get_current_object()
+    app.loader.import_default_modules()
+    return app
 
 
 def control_timeout() -> float:

@@ -128,3 +128,12 @@ def role_client(client, django_user_model):
         return client
 
     return login
+
+
+@pytest.fixture
+def actor(django_user_model):
+    """Someone acting through the console's services (a staff user, from 127.0.0.1)."""
+    from taskops.services import Actor
+
+    return Actor(user=django_user_model.objects.create_user("acting-user", is_staff=True),
+                 ip="127.0.0.1")

@@ -4,6 +4,7 @@ from taskops.models.audit import AuditEntry
 from taskops.models.operations import PendingRevoke, QueueDepthSample, QueuePause, WorkerSeen
 from taskops.models.pages import Queue, Task, Worker
 from taskops.models.retries import RetryJob, RetryJobItem, RunRetry
+from taskops.models.runs import TaskRun
 
 __all__ = [
     "AuditEntry",
@@ -15,6 +16,7 @@ __all__ = [
     "RetryJobItem",
     "RunRetry",
     "Task",
+    "TaskRun",
     "Worker",
     "WorkerSeen",
 ]

@@ -46,7 +46,7 @@ def render_page(
 
 _ACTIONS = (
     "queue.view", "queue.pause", "queue.purge", "worker.view", "worker.control",
-    "worker.shutdown", "task.revoke", "task.terminate", "run.view", "audit.view",
+    "worker.shutdown", "task.revoke", "task.terminate", "task.retry", "run.view", "audit.view",
 )
 
 

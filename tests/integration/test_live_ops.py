@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.contrib.auth.models import User
 from django_celery_results.models import TaskResult
 
 from taskops import broker, control
@@ -29,9 +28,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 REPORT = "demo.tasks.generate_report"
 
 
-@pytest.fixture
-def actor():
-    return Actor(user=User.objects.create_user("ops-user", is_staff=True), ip="127.0.0.1")
 
 
 def state_of(task_id: str) -> str | None:

@@ -21,6 +21,8 @@ READERS = {"superuser": 200, "Operations": 200, "Support": 200, "Managers": 200,
 OPS_ONLY = {"superuser": 302, "Operations": 302, "Support": 403, "Managers": 403, "staff": 403}
 SUPPORT_TOO = {**OPS_ONLY, "Support": 302}
 WORKER = "nobody@nowhere"
+RUN = "run-for-permissions"
+JOB = 4242
 
 # Every URL the console adds: (url name, args) -> expected status per role.
 # GET pages answer 200 or 403; POST actions, sent with input that fails validation, answer
@@ -31,6 +33,9 @@ GET_PAGES = {
     ("admin:taskops_worker_changelist", ()): READERS,
     ("admin:taskops_worker_detail", (WORKER,)): READERS,
     ("admin:taskops_auditentry_changelist", ()): {**READERS, "Support": 403, "Managers": 403},
+    ("admin:taskops_taskrun_changelist", ()): READERS,
+    ("admin:taskops_taskrun_detail", (RUN,)): READERS,
+    ("admin:taskops_taskrun_job", (JOB,)): READERS,
 }
 POST_ACTIONS = {
     ("admin:taskops_queue_pause", ("default",)): OPS_ONLY,
@@ -41,12 +46,20 @@ POST_ACTIONS = {
     ("admin:taskops_worker_rate_limit", (WORKER,)): OPS_ONLY,
     ("admin:taskops_worker_shutdown", (WORKER,)): OPS_ONLY,
     ("admin:taskops_task_revoke", ()): SUPPORT_TOO,
+    ("admin:taskops_taskrun_retry", (RUN,)): SUPPORT_TOO,
+    ("admin:taskops_taskrun_retry_edited", (RUN,)): {**SUPPORT_TOO, "superuser": 200,
+                                                    "Operations": 200, "Support": 200},
+    ("admin:taskops_taskrun_retry_matching", ()): SUPPORT_TOO,
+    ("admin:taskops_taskrun_job_resume", (JOB,)): SUPPORT_TOO,
 }
 # Input each action refuses before it touches the cluster (missing or malformed fields).
-INVALID = {"n": "0", "max_processes": "0", "confirm": "", "task_id": "", "task_name": ""}
+# (retry-edited shows its form again with the errors: 200; retry-matching with a filter that
+# matches nothing retries nothing.)
+INVALID = {"n": "0", "max_processes": "0", "confirm": "", "task_id": "", "task_name": "",
+           "args": "not json", "status__exact": "NO-SUCH-STATE", "reason": "x" * 600}
 # The audit entry's own admin URLs (history, change) are Django's: read-only for auditors.
-DJANGO_OWN = {"taskops_auditentry_add", "taskops_auditentry_change", "taskops_auditentry_delete",
-              "taskops_auditentry_history"}
+DJANGO_OWN = {f"taskops_{model}_{view}" for model in ("auditentry", "taskrun")
+              for view in ("add", "change", "delete", "history")}
 
 
 def _console_url_names() -> set[str]:
@@ -65,8 +78,19 @@ def test_every_console_url_has_a_permission_expectation():
     assert _console_url_names() - DJANGO_OWN == expected
 
 
+@pytest.fixture
+def existing_run_and_job():
+    from django_celery_results.models import TaskResult
+
+    from taskops.models import RetryJob
+
+    TaskResult.objects.create(task_id=RUN, task_name="demo.tasks.flaky_call", status="FAILURE")
+    RetryJob.objects.create(pk=JOB, description="permissions", state="done")
+
+
 @pytest.mark.parametrize("role", ROLES)
-def test_pages_and_actions_answer_each_role_as_expected(role, role_client, isolated_broker):
+def test_pages_and_actions_answer_each_role_as_expected(role, role_client, isolated_broker,
+                                                        existing_run_and_job):
     client = Client() if role == "anonymous" else role_client(role)
     for (name, args), by_role in GET_PAGES.items():
         response = client.get(reverse(name, args=args))
@@ -81,7 +105,7 @@ def test_pages_and_actions_answer_each_role_as_expected(role, role_client, isola
     assert not QueuePause.objects.exists()
 
 
-def test_get_on_an_action_url_changes_nothing(role_client, isolated_broker):
+def test_get_on_an_action_url_changes_nothing(role_client, isolated_broker, existing_run_and_job):
     client = role_client("superuser")
     for name, args in POST_ACTIONS:
         assert client.get(reverse(name, args=args)).status_code == 405, name
@@ -89,7 +113,8 @@ def test_get_on_an_action_url_changes_nothing(role_client, isolated_broker):
     assert not QueuePause.objects.exists()
 
 
-def test_a_post_without_csrf_token_is_refused(django_user_model, isolated_broker):
+def test_a_post_without_csrf_token_is_refused(django_user_model, isolated_broker,
+                                             existing_run_and_job):
     client = Client(enforce_csrf_checks=True)
     client.force_login(django_user_model.objects.create_superuser("csrf", password="x"))
     for name, args in POST_ACTIONS:

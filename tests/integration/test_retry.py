@@ -8,7 +8,6 @@ import uuid
 from datetime import datetime, timezone
 
 import pytest
-from django.contrib.auth.models import User
 from django_celery_results.models import TaskResult
 from kombu.utils.json import dumps
 
@@ -26,9 +25,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 FLAKY = "demo.tasks.flaky_call"
 
 
-@pytest.fixture
-def actor():
-    return Actor(user=User.objects.create_user("support-user", is_staff=True), ip="127.0.0.1")
 
 
 def row(task_id: str) -> TaskResult | None:

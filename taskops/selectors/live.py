@@ -1,4 +1,4 @@
-"""Reads: the live cluster (queues, workers, beat, failures) as plain dataclasses for the pages."""
+"""Reads of the live cluster: queues, workers, beat and recent failures, as plain dataclasses."""
 
 from __future__ import annotations
 

@@ -1,0 +1,170 @@
+"""Reads of task runs: one run in full (call, result, traceback, links, retries) and retry jobs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from uuid import UUID
+
+from django.db.models import Q
+from django_celery_results.models import TaskResult
+from kombu.utils.json import dumps as kombu_dumps
+from kombu.utils.json import loads as kombu_loads
+
+from taskops.capture import CapturedCall, NoCapture, call_from_meta
+from taskops.models import RetryJob, RetryJobItem, RunRetry
+
+FINISHED = ("SUCCESS", "FAILURE", "REVOKED")
+
+
+def _display_default(value):
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, (UUID, Decimal)):
+        return str(value)
+    if isinstance(value, bytes):
+        return repr(value)
+    return repr(value)
+
+
+def display_json(value) -> str:
+    """Pretty JSON for reading (dates and UUIDs as text); never raises."""
+    try:
+        return json.dumps(value, indent=2, ensure_ascii=False, default=_display_default, sort_keys=True)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def editable_json(value) -> str:
+    """JSON that the edit form turns back into the same values (kombu's typed JSON)."""
+    return kombu_dumps(value, indent=2, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class RetryLink:
+    task_id: str
+    state: str
+    requested_at: datetime
+    requested_by: str
+    edited: bool
+
+
+@dataclass(frozen=True)
+class RunDetail:
+    run: TaskResult
+    call: CapturedCall | None
+    no_capture_reason: str
+    args_text: str
+    kwargs_text: str
+    result_text: str
+    children: tuple[str, ...]
+    retries: tuple[RetryLink, ...]
+    retry_of: str | None
+    edit_args: str
+    edit_kwargs: str
+
+    @property
+    def finished(self) -> bool:
+        return self.run.status in FINISHED
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.run.date_started and self.run.date_done:
+            return self.run.date_done - self.run.date_started
+        return None
+
+    @property
+    def following(self) -> bool:
+        """The page keeps refreshing while this run or one of its retries is not finished."""
+        return not self.finished or any(r.state not in FINISHED for r in self.retries)
+
+
+def _children(meta: str | None) -> tuple[str, ...]:
+    try:
+        data = kombu_loads(meta) if meta else {}
+    except ValueError:
+        return ()
+    found: list[str] = []
+
+    def walk(node) -> None:
+        if isinstance(node, str):
+            found.append(node)
+        elif isinstance(node, (list, tuple)) and node:
+            walk(node[0])  # (id, parent) pairs nest the id first
+
+    for child in (data or {}).get("children") or []:
+        walk(child)
+    return tuple(dict.fromkeys(found))
+
+
+def _result_text(run: TaskResult) -> str:
+    if run.result in (None, ""):
+        return ""
+    try:
+        return display_json(json.loads(run.result))
+    except (TypeError, ValueError):
+        return str(run.result)
+
+
+def run_detail(task_id: str) -> RunDetail | None:
+    """Everything the run page shows, or None when no run has this id."""
+    run = TaskResult.objects.filter(task_id=task_id).first()
+    if run is None:
+        return None
+    captured = call_from_meta(run.meta)
+    call = captured if isinstance(captured, CapturedCall) else None
+    links = list(RunRetry.objects.filter(original_task_id=task_id).select_related("requested_by"))
+    states = dict(TaskResult.objects.filter(task_id__in=[r.retry_task_id for r in links])
+                  .values_list("task_id", "status"))
+    retry_of = (call.retry_of if call else None) or (
+        RunRetry.objects.filter(retry_task_id=task_id).values_list("original_task_id", flat=True).first()
+    )
+    return RunDetail(
+        run=run,
+        call=call,
+        no_capture_reason=captured.reason if isinstance(captured, NoCapture) else "",
+        args_text=display_json(call.args) if call else str(run.task_args or ""),
+        kwargs_text=display_json(call.kwargs) if call else str(run.task_kwargs or ""),
+        result_text=_result_text(run),
+        children=_children(run.meta),
+        retries=tuple(
+            RetryLink(r.retry_task_id, states.get(r.retry_task_id, "PENDING"), r.requested_at,
+                      r.requested_by.get_username() if r.requested_by else "system", r.edited)
+            for r in links
+        ),
+        retry_of=retry_of,
+        edit_args=editable_json(call.args) if call else "[]",
+        edit_kwargs=editable_json(call.kwargs) if call else "{}",
+    )
+
+
+@dataclass(frozen=True)
+class RetryJobDetail:
+    job: RetryJob
+    refused: tuple[RetryJobItem, ...]
+    recent: tuple[RunRetry, ...]
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.job.total else round(100 * (self.job.sent + self.job.refused) / self.job.total)
+
+
+def retry_job_detail(job_id: int) -> RetryJobDetail | None:
+    job = RetryJob.objects.filter(pk=job_id).first()
+    if job is None:
+        return None
+    refused = tuple(job.items.filter(state=RetryJobItem.State.REFUSED).order_by("id")[:50])
+    recent = tuple(job.retries.order_by("-id")[:20])
+    return RetryJobDetail(job=job, refused=refused, recent=recent)
+
+
+def run_search_filter(term: str) -> Q:
+    """A task id matches exactly; anything else is looked for inside the stored arguments."""
+    term = term.strip()
+    try:
+        UUID(term)
+        return Q(task_id=term)
+    except ValueError:
+        return Q(task_id=term) | Q(task_args__contains=term) | Q(task_kwargs__contains=term)

@@ -1,0 +1,91 @@
+"""Task run pages: one run in full, its retry (as it was, or edited), and bulk retry jobs."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.urls import reverse
+
+from taskops import selectors, services
+from taskops.capture import CapturedCall
+from taskops.forms import ReasonForm, RetryEditForm
+from taskops.services import Actor
+from taskops.views.common import render_page, require, run_action
+
+
+def run_url(task_id: str) -> str:
+    return reverse("admin:taskops_taskrun_detail", args=[task_id])
+
+
+def _edit_form(detail: selectors.RunDetail, data=None) -> RetryEditForm:
+    call = detail.call
+    initial = {
+        "args": detail.edit_args,
+        "kwargs": detail.edit_kwargs,
+        "queue": (call.routing_key if call else "") or "default",
+        "priority": call.priority if call else None,
+    }
+    return RetryEditForm(data, initial=initial, task_name=detail.run.task_name or "")
+
+
+def _render_detail(request: HttpRequest, detail: selectors.RunDetail, form: RetryEditForm):
+    run = detail.run
+    return render_page(
+        request, "admin/taskops/run_detail.html", f"{run.task_name or 'Task'} run",
+        {"detail": detail, "run": run, "edit_form": form, "signals": services.SIGNALS},
+    )
+
+
+def run_detail(request: HttpRequest, task_id: str) -> HttpResponse:
+    require(request, "run.view")
+    detail = selectors.run_detail(task_id)
+    if detail is None:
+        raise Http404(f"No run with id {task_id!r}.")
+    return _render_detail(request, detail, _edit_form(detail))
+
+
+def run_retry(request: HttpRequest, task_id: str) -> HttpResponse:
+    return run_action(
+        request, action="task.retry", form_class=ReasonForm, fallback=run_url(task_id),
+        perform=lambda actor, form: services.task_retry(
+            actor=actor, task_ids=[task_id], reason=form.cleaned_data["reason"]),
+    )
+
+
+def run_retry_edited(request: HttpRequest, task_id: str) -> HttpResponse:
+    """Send the run again with the form's arguments; a form with errors is shown again, not sent."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    require(request, "task.retry")
+    detail = selectors.run_detail(task_id)
+    if detail is None:
+        raise Http404(f"No run with id {task_id!r}.")
+    form = _edit_form(detail, request.POST)
+    if not form.is_valid():
+        messages.error(request, "Nothing was sent: correct the arguments below.")
+        return _render_detail(request, detail, form)
+    base = detail.call or CapturedCall(task=detail.run.task_name or "", args=[], kwargs={})
+    outcome = services.task_retry_edited(
+        actor=Actor.from_request(request), task_id=task_id, call=form.call(base),
+        reason=form.cleaned_data["reason"],
+    )
+    messages.add_message(request, messages.SUCCESS if outcome.ok else messages.ERROR, outcome.message)
+    return HttpResponseRedirect(run_url(task_id))
+
+
+def retry_job(request: HttpRequest, job_id: int) -> HttpResponse:
+    require(request, "run.view")
+    detail = selectors.retry_job_detail(job_id)
+    if detail is None:
+        raise Http404(f"No retry job {job_id}.")
+    return render_page(request, "admin/taskops/retry_job.html", f"Bulk retry job {job_id}",
+                       {"detail": detail, "job": detail.job})
+
+
+def retry_job_resume(request: HttpRequest, job_id: int) -> HttpResponse:
+    return run_action(
+        request, action="task.retry", form_class=ReasonForm,
+        fallback=reverse("admin:taskops_taskrun_job", args=[job_id]),
+        perform=lambda actor, form: services.retry_job_resume(
+            actor=actor, job_id=job_id, reason=form.cleaned_data["reason"]),
+    )
