@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 import uuid
 from datetime import date
-from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(BASE_DIR))
+from harness import bench_stack
+
 TASK = "demo.tasks.flaky_call"
 
 
@@ -23,27 +21,8 @@ def main() -> int:
                         help="messages for the plain loop (it is slow; its rate is what counts)")
     args = parser.parse_args()
 
-    from tests.support.processes import RedisServer
-
-    with tempfile.TemporaryDirectory() as tmp:
-        server = RedisServer.start(Path(tmp) / "redis")
-        try:
-            os.environ.update(
-                CELERY_BROKER_URL=server.url,
-                DJANGO_SETTINGS_MODULE="console.settings",
-                DJANGO_SECRET_KEY="bench",
-                TASKOPS_VAR_DIR=tmp,
-            )
-            os.environ.setdefault("DATABASE_URL", f"sqlite:///{tmp}/bench.sqlite3")
-            import django
-
-            django.setup()
-            from django.core.management import call_command
-
-            call_command("migrate", verbosity=0)
-            return run(args, server)
-        finally:
-            server.stop()
+    with bench_stack(migrate=True) as server:
+        return run(args, server)
 
 
 def run(args, server) -> int:

@@ -6,14 +6,11 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import date
-from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(BASE_DIR))
+from harness import bench_stack
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -37,67 +34,51 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=200)
     args = parser.parse_args()
 
-    from tests.support.processes import RedisServer
+    with bench_stack() as server:
+        import redis
 
-    with tempfile.TemporaryDirectory() as tmp:
-        server = RedisServer.start(Path(tmp) / "redis")
-        try:
-            os.environ.update(
-                CELERY_BROKER_URL=server.url,
-                DJANGO_SETTINGS_MODULE="console.settings",
-                DJANGO_SECRET_KEY="bench",
-                DATABASE_URL=f"sqlite:///{tmp}/bench.sqlite3",
-                TASKOPS_VAR_DIR=tmp,
-            )
-            import django
+        from taskops import broker
+        from taskops.conf import celery_app
 
-            django.setup()
-            import redis
+        app = celery_app()
+        names = [f"bench-q{i:02d}" for i in range(args.queues)]
+        with app.connection_for_write() as conn:
+            for i, name in enumerate(names):
+                for priority in (0, 3, 6, 9)[: 1 + i % 4]:
+                    for _ in range(5):
+                        app.send_task("demo.tasks.generate_report", args=["bench"], queue=name,
+                                      priority=priority, connection=conn)
+        steps = (0, 3, 6, 9)
+        keys = [name if step == 0 else f"{name}\x06\x16{step}" for name in names for step in steps]
+        client = redis.Redis.from_url(server.url)
 
-            from taskops import broker
-            from taskops.conf import celery_app
+        def one_call_per_key() -> int:
+            return sum(client.llen(key) for key in keys)
 
-            app = celery_app()
-            names = [f"bench-q{i:02d}" for i in range(args.queues)]
+        def kombu_passive_declare_per_queue() -> int:
             with app.connection_for_write() as conn:
-                for i, name in enumerate(names):
-                    for priority in (0, 3, 6, 9)[: 1 + i % 4]:
-                        for _ in range(5):
-                            app.send_task("demo.tasks.generate_report", args=["bench"], queue=name,
-                                          priority=priority, connection=conn)
-            steps = (0, 3, 6, 9)
-            keys = [name if step == 0 else f"{name}\x06\x16{step}" for name in names for step in steps]
-            client = redis.Redis.from_url(server.url)
+                channel = conn.default_channel
+                return sum(channel.queue_declare(queue=n, passive=True).message_count for n in names)
 
-            def one_call_per_key() -> int:
-                return sum(client.llen(key) for key in keys)
+        def console_depths_only() -> int:
+            reading = broker.queue_depths(names, discover=False)
+            return sum(q.depth for q in reading.queues.values())
 
-            def kombu_passive_declare_per_queue() -> int:
-                with app.connection_for_write() as conn:
-                    channel = conn.default_channel
-                    return sum(channel.queue_declare(queue=n, passive=True).message_count for n in names)
+        def console_full_reading() -> int:
+            reading = broker.queue_depths(names, discover=True)
+            return sum(q.depth for q in reading.queues.values())
 
-            def console_depths_only() -> int:
-                reading = broker.queue_depths(names, discover=False)
-                return sum(q.depth for q in reading.queues.values())
-
-            def console_full_reading() -> int:
-                reading = broker.queue_depths(names, discover=True)
-                return sum(q.depth for q in reading.queues.values())
-
-            expected = one_call_per_key()
-            methods = {
-                "one LLEN call per key (naive loop)": one_call_per_key,
-                "kombu passive declare per queue": kombu_passive_declare_per_queue,
-                "console: one pipeline (depths)": console_depths_only,
-                "console: full reading (+bindings, unacked)": console_full_reading,
-            }
-            for label, call in methods.items():
-                got = call()
-                assert got == expected, f"{label} counted {got}, expected {expected}"
-            results = {label: measure(call, args.runs) for label, call in methods.items()}
-        finally:
-            server.stop()
+        expected = one_call_per_key()
+        methods = {
+            "one LLEN call per key (naive loop)": one_call_per_key,
+            "kombu passive declare per queue": kombu_passive_declare_per_queue,
+            "console: one pipeline (depths)": console_depths_only,
+            "console: full reading (+bindings, unacked)": console_full_reading,
+        }
+        for label, call in methods.items():
+            got = call()
+            assert got == expected, f"{label} counted {got}, expected {expected}"
+        results = {label: measure(call, args.runs) for label, call in methods.items()}
 
     print(f"Queue depth, {args.queues} queues x 4 priority steps ({len(keys)} keys), "
           f"{expected} messages, {args.runs} runs each; {date.today()}, {os.cpu_count()} cores")

@@ -19,3 +19,10 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 # A loaded 2-core CI machine can take longer than production's 2 s to accept a connection.
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):  # noqa: F405
     DATABASES["default"]["OPTIONS"]["connect_timeout"] = 10  # noqa: F405
+# Each pytest process gets its own SQLite test database, so parallel runs never share a file.
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    import tempfile
+
+    DATABASES["default"]["TEST"]["NAME"] = os.path.join(  # noqa: F405
+        tempfile.gettempdir(), f"taskops-test-{os.getpid()}.sqlite3"
+    )

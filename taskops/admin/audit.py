@@ -2,12 +2,13 @@
 
 from django.contrib import admin
 
+from taskops.admin.pages import ReadOnlyConsoleAdmin
 from taskops.models import AuditEntry
-from taskops.permissions import can
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyConsoleAdmin):
+    view_action = "audit.view"
     list_display = ("created_at", "actor_name", "action", "target", "outcome", "short_message", "reason")
     list_filter = ("action", "outcome", "created_at")
     search_fields = ("=target", "actor_name", "reason")
@@ -19,14 +20,3 @@ class AuditEntryAdmin(admin.ModelAdmin):
     def short_message(self, entry: AuditEntry) -> str:
         return entry.message if len(entry.message) <= 120 else entry.message[:119] + "…"
 
-    def has_view_permission(self, request, obj=None) -> bool:
-        return can(request.user, "audit.view")
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

@@ -1,4 +1,4 @@
-"""Base admin for table-less pages: only custom URLs, permission from can(), no add/change/delete."""
+"""Base admins of the console: read-only, access decided by can(); table-less pages add their URLs."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from django.urls import path
 from taskops.permissions import can
 
 
-class ConsolePageAdmin(admin.ModelAdmin):
-    """Hooks a console page into the admin; `view_action` decides who sees it in the index."""
+class ReadOnlyConsoleAdmin(admin.ModelAdmin):
+    """Nothing is added, changed or deleted through the admin's forms; `view_action` decides who sees it."""
 
     view_action = ""
 
@@ -29,6 +29,11 @@ class ConsolePageAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+
+class ConsolePageAdmin(ReadOnlyConsoleAdmin):
+    """Hooks a table-less console page into the admin through its own URLs."""
 
     def page_urls(self) -> list[tuple[str, Callable, str]]:
         """(route, view, name suffix) for each page; the view takes the request and URL kwargs."""

@@ -15,8 +15,10 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 
 from taskops import selectors, services
+from taskops.admin.pages import ReadOnlyConsoleAdmin
 from taskops.conf import celery_app
 from taskops.models import TaskRun, WorkerSeen
+from taskops.paginators import CappedCountPaginator
 from taskops.permissions import can
 from taskops.services import Actor
 from taskops.views import runs as run_views
@@ -64,7 +66,8 @@ class PeriodicFilter(SimpleListFilter):
 
 
 @admin.register(TaskRun)
-class TaskRunAdmin(admin.ModelAdmin):
+class TaskRunAdmin(ReadOnlyConsoleAdmin):
+    view_action = "run.view"
     list_display_links = None  # the run column links to the run page itself
     list_display = ("run_link", "task_name", "state", "date_started", "date_done", "duration",
                     "worker", "periodic_task_name")
@@ -72,27 +75,12 @@ class TaskRunAdmin(admin.ModelAdmin):
                    ("date_done", DateFieldListFilter))
     search_fields = ("task_id",)  # replaced by get_search_results: exact id, or inside the args
     search_help_text = "A task id (exact), or a value inside the arguments, such as a customer id."
-    show_full_result_count = False
+    show_full_result_count = False  # and the paginator counts at most 10,000 rows:
+    paginator = CappedCountPaginator
     list_per_page = 50
     ordering = ("-date_done", "-id")
     actions = ["retry_selected"]
     change_list_template = "admin/taskops/run_list.html"
-
-    # --- access: can() decides, nothing here is edited through the admin's forms -------------
-    def has_view_permission(self, request, obj=None) -> bool:
-        return can(request.user, "run.view")
-
-    def has_module_permission(self, request) -> bool:
-        return can(request.user, "run.view")
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_retry_permission(self, request) -> bool:
         return can(request.user, "task.retry")

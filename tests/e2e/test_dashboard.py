@@ -3,6 +3,8 @@
 import pytest
 from playwright.sync_api import expect
 
+from tests.e2e.conftest import log_in
+
 from tests.support.tasks import send
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -11,10 +13,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_dashboard_shows_a_queue_depth_change_without_a_reload(live_server, page, isolated_broker,
                                                                django_user_model):
     django_user_model.objects.create_superuser("watcher", password="pw")
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", "watcher")
-    page.fill("#id_password", "pw")
-    page.click("input[type=submit]")
+    log_in(page, live_server, "watcher", "pw")
     depth = page.locator('#taskops-dashboard [data-queue-depth="reports"]')
     expect(depth).to_have_text("0")
     page.select_option("[data-live-control]", "2")
@@ -37,10 +36,7 @@ def test_support_user_sees_the_dashboard_but_no_queue_controls(live_server, page
 
     user = django_user_model.objects.create_user("helper", password="pw", is_staff=True)
     user.groups.add(Group.objects.get(name="Support"))
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", "helper")
-    page.fill("#id_password", "pw")
-    page.click("input[type=submit]")
+    log_in(page, live_server, "helper", "pw")
     expect(page.locator("#taskops-dashboard")).to_be_visible()
 
     page.click("#taskops-dashboard a:text-is('reports')")

@@ -7,6 +7,8 @@ import pytest
 from django.contrib.auth.models import Group
 from playwright.sync_api import expect
 
+from tests.e2e.conftest import log_in
+
 from demo.models import PartnerStatus
 from tests.support.poll import poll_until
 from tests.support.tasks import send, unique
@@ -32,10 +34,7 @@ def test_support_finds_a_failed_run_reads_its_traceback_and_retries_it(
     user = django_user_model.objects.create_user("helpdesk", password="pw", is_staff=True)
     user.groups.add(Group.objects.get(name="Support"))
 
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", "helpdesk")
-    page.fill("#id_password", "pw")
-    page.click("input[type=submit]")
+    log_in(page, live_server, "helpdesk", "pw")
     page.goto(f"{live_server.url}/admin/taskops/taskrun/?status__exact=FAILURE")
     page.fill("#searchbar", "77-4410")
     page.press("#searchbar", "Enter")
