@@ -47,16 +47,69 @@ class RevokeForm(ReasonForm):
 
 
 QUEUE_NAME_RE = r"^[\w.\-:@/]+$"
+TYPED_JSON_HELP = 'Dates and UUIDs keep their type written as {"__type__": "datetime", "__value__": "..."}.'
 
 
-class RetryEditForm(ReasonForm):
+def json_value(text: str, kind: type | None = None, label: str = ""):
+    """Parse typed JSON (kombu's: datetimes, UUIDs and decimals keep their type).
+
+    Raises ValidationError when `text` is not JSON, or not a `kind` (described as `label`).
+    """
+    from kombu.utils.json import loads
+
+    try:
+        value = loads(text)
+    except (ValueError, TypeError, RecursionError) as exc:
+        hint = ' (text needs quotes: "like this")' if text[:1] not in '[{"' else ""
+        raise forms.ValidationError(f"Not valid JSON: {exc}{hint}") from exc
+    if kind is not None and not isinstance(value, kind):
+        raise forms.ValidationError(f"Must be a JSON {label}.")
+    return value
+
+
+def arguments_check(task_name: str, args: list, kwargs: dict) -> None:
+    """Raise ValidationError unless `args` and `kwargs` fit the signature of `task_name` here.
+
+    A task that cannot be imported here has nothing to check against and passes.
+    """
+    from taskops.selectors.catalog import task_signature
+
+    signature = task_signature(task_name)
+    if signature is None:
+        return
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise forms.ValidationError(
+            f"The arguments do not fit {task_name}{signature}: {exc}."
+        ) from exc
+
+
+def json_args_field() -> forms.CharField:
+    return forms.CharField(widget=forms.Textarea(attrs={"rows": 6, "cols": 80}), initial="[]",
+                           help_text=f"A JSON list. {TYPED_JSON_HELP}")
+
+
+def json_kwargs_field() -> forms.CharField:
+    return forms.CharField(widget=forms.Textarea(attrs={"rows": 6, "cols": 80}), initial="{}",
+                           help_text="A JSON object.")
+
+
+class JsonCallMixin:
+    """Cleans the `args` (a JSON list) and `kwargs` (a JSON object) fields of a form that has them."""
+
+    def clean_args(self):
+        return json_value(self.cleaned_data.get("args", ""), list, "list")
+
+    def clean_kwargs(self):
+        return json_value(self.cleaned_data.get("kwargs", ""), dict, "object")
+
+
+class RetryEditForm(JsonCallMixin, ReasonForm):
     """A run sent again with edited arguments or routing; checked before anything is sent."""
 
-    args = forms.CharField(widget=forms.Textarea(attrs={"rows": 6, "cols": 80}), initial="[]",
-                           help_text="A JSON list. Dates and UUIDs keep their type written as "
-                                     '{"__type__": "datetime", "__value__": "..."}.')
-    kwargs = forms.CharField(widget=forms.Textarea(attrs={"rows": 6, "cols": 80}), initial="{}",
-                             help_text="A JSON object.")
+    args = json_args_field()
+    kwargs = json_kwargs_field()
     queue = forms.RegexField(regex=QUEUE_NAME_RE, max_length=255)
     priority = forms.IntegerField(min_value=0, max_value=255, required=False)
 
@@ -64,41 +117,10 @@ class RetryEditForm(ReasonForm):
         super().__init__(*args, **kwargs)
         self.task_name = task_name
 
-    def _json(self, field: str, kind: type, label: str):
-        from kombu.utils.json import loads
-
-        text = self.cleaned_data.get(field, "")
-        try:
-            value = loads(text)
-        except (ValueError, TypeError) as exc:
-            raise forms.ValidationError(f"Not valid JSON: {exc}") from exc
-        if not isinstance(value, kind):
-            raise forms.ValidationError(f"Must be a JSON {label}.")
-        return value
-
-    def clean_args(self):
-        return self._json("args", list, "list")
-
-    def clean_kwargs(self):
-        return self._json("kwargs", dict, "object")
-
     def clean(self):
-        import inspect
-
-        from taskops.conf import celery_app
-
         data = super().clean()
-        task = celery_app().tasks.get(self.task_name)
-        if task is not None and "args" in data and "kwargs" in data:
-            try:
-                signature = inspect.signature(task.run)
-                signature.bind(*data["args"], **data["kwargs"])
-            except TypeError as exc:
-                raise forms.ValidationError(
-                    f"The arguments do not fit {self.task_name}{signature}: {exc}."
-                ) from exc
-            except ValueError:
-                pass  # no signature to check against (a builtin or C function)
+        if "args" in data and "kwargs" in data:
+            arguments_check(self.task_name, data["args"], data["kwargs"])
         return data
 
     def call(self, base):
@@ -114,3 +136,155 @@ class RetryEditForm(ReasonForm):
             exchange=base.exchange if queue == base.routing_key else "",
             priority=self.cleaned_data["priority"],
         )
+
+
+PARAMETER_PREFIX = "arg_"
+MAX_DELAY_SECONDS = 366 * 24 * 3600
+MAX_TIME_LIMIT_SECONDS = 7 * 24 * 3600
+
+
+def _parameter_field(parameter) -> forms.CharField:
+    """A JSON field for one parameter of the task's signature (a selectors.catalog.TaskParameter)."""
+    if parameter.kind == "VAR_POSITIONAL":
+        help_text = "More positional arguments: a JSON list (empty: none)."
+    elif parameter.kind == "VAR_KEYWORD":
+        help_text = "More keyword arguments: a JSON object (empty: none)."
+    elif parameter.required:
+        help_text = "Required. A JSON value."
+    elif parameter.default_json:
+        help_text = "A JSON value (empty: the task's default)."
+    else:
+        help_text = f"A JSON value (empty: the task's default, {parameter.default_text})."
+    if parameter.annotation:
+        help_text = f"{parameter.annotation}. {help_text}"
+    return forms.CharField(
+        label=parameter.name, required=parameter.required, initial=parameter.default_json,
+        strip=True, help_text=help_text,
+        widget=forms.Textarea(attrs={"rows": 1, "cols": 60, "class": "taskops-json"}),
+    )
+
+
+class TaskRunForm(JsonCallMixin, ReasonForm):
+    """A new run of a task: its arguments and how to send it; checked before anything is sent.
+
+    With `parameters` (the task can be imported here) each parameter gets a JSON field;
+    without, the arguments are a JSON list and a JSON object.
+    """
+
+    queue = forms.RegexField(regex=QUEUE_NAME_RE, max_length=255)
+    countdown = forms.FloatField(required=False, min_value=0, max_value=MAX_DELAY_SECONDS,
+                                 help_text="Seconds from now (or give an ETA).")
+    eta = forms.DateTimeField(required=False, label="ETA",
+                              help_text="Not before this time (or a countdown).",
+                              widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": 1}))
+    priority = forms.IntegerField(required=False, min_value=0, max_value=9)
+    expires = forms.FloatField(required=False, min_value=0.001, max_value=MAX_DELAY_SECONDS,
+                               help_text="Seconds: discarded if it has not started by then.")
+    time_limit = forms.FloatField(required=False, min_value=0.001, max_value=MAX_TIME_LIMIT_SECONDS,
+                                  help_text="Hard limit in seconds: the process is killed.")
+    soft_time_limit = forms.FloatField(required=False, min_value=0.001,
+                                       max_value=MAX_TIME_LIMIT_SECONDS,
+                                       help_text="Seconds: the task gets SoftTimeLimitExceeded.")
+
+    def __init__(self, *args, task_name: str, parameters, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.task_name = task_name
+        self.parameters = parameters
+        if parameters is None:
+            self.fields["args"] = json_args_field()
+            self.fields["kwargs"] = json_kwargs_field()
+            argument_fields = ["args", "kwargs"]
+        else:
+            argument_fields = [PARAMETER_PREFIX + p.name for p in parameters]
+            for parameter, name in zip(parameters, argument_fields):
+                self.fields[name] = _parameter_field(parameter)
+        self.argument_names = argument_fields
+        self.order_fields([*argument_fields, "queue", "countdown", "eta", "priority", "expires",
+                           "time_limit", "soft_time_limit", "reason"])
+
+    @property
+    def fieldsets(self) -> list[tuple[str, list]]:
+        """("Arguments", bound fields), ("Sending", bound fields): the template shows them apart."""
+        return [
+            ("Arguments", [self[name] for name in self.argument_names]),
+            ("Sending", [field for field in self if field.name not in self.argument_names]),
+        ]
+
+    def send_options(self) -> dict:
+        """The cleaned queue, timing, priority, expiry and limits, as task_send takes them."""
+        return {name: self.cleaned_data.get(name) for name in (
+            "queue", "countdown", "eta", "priority", "expires", "time_limit", "soft_time_limit")}
+
+    def clean(self):
+        data = super().clean()
+        if data.get("countdown") is not None and data.get("eta") is not None:
+            self.add_error(None, "Give a countdown or an ETA, not both.")
+        soft, hard = data.get("soft_time_limit"), data.get("time_limit")
+        if soft is not None and hard is not None and soft >= hard:
+            self.add_error("soft_time_limit", "The soft time limit must be below the hard one.")
+        if self.parameters is not None:
+            self._parameters_clean(data)
+        if not self.errors and "args" in data and "kwargs" in data:
+            arguments_check(self.task_name, data["args"], data["kwargs"])
+        return data
+
+    def _parameters_clean(self, data: dict) -> None:
+        """The parameter fields -> data["args"] and data["kwargs"], as the signature takes them."""
+        known = {PARAMETER_PREFIX + p.name for p in self.parameters}
+        unknown = sorted(k[len(PARAMETER_PREFIX):] for k in self.data
+                         if k.startswith(PARAMETER_PREFIX) and k not in known)
+        if unknown:
+            self.add_error(None, f"{self.task_name} takes no argument {', '.join(unknown)} (the page "
+                                 "may be older than the task's code: reload it).")
+        values = {}
+        for parameter in self.parameters:
+            name = PARAMETER_PREFIX + parameter.name
+            kind = {"VAR_POSITIONAL": list, "VAR_KEYWORD": dict}.get(parameter.kind)
+            if data.get(name):
+                try:
+                    values[parameter.name] = json_value(
+                        data[name], kind, "list" if kind is list else "object")
+                except forms.ValidationError as error:
+                    self.add_error(name, error)
+        if not self.errors:
+            try:
+                data["args"], data["kwargs"] = _call_arguments(self.parameters, values)
+            except forms.ValidationError as error:
+                self.add_error(None, error)
+
+
+def _call_arguments(parameters, values: dict) -> tuple[list, dict]:
+    """Place each given value as the signature takes it: by position where it must, else by name.
+
+    A parameter left empty before one that goes by position gets its default (an error when
+    its default cannot be written as JSON), so no value lands in the wrong parameter.
+    """
+    extra = values.get(next((p.name for p in parameters if p.kind == "VAR_POSITIONAL"), ""), [])
+    args: list = []
+    kwargs: dict = {}
+    skipped = []
+    for parameter in parameters:
+        given = parameter.name in values
+        by_position = parameter.kind == "POSITIONAL_ONLY" or (
+            parameter.kind == "POSITIONAL_OR_KEYWORD" and extra)
+        if parameter.kind == "VAR_POSITIONAL":
+            args.extend([*_defaults(skipped), *extra] if extra else [])
+        elif parameter.kind == "VAR_KEYWORD":
+            kwargs.update(values.get(parameter.name, {}))
+        elif not by_position:
+            kwargs.update({parameter.name: values[parameter.name]} if given else {})
+        elif given:
+            args.extend([*_defaults(skipped), values[parameter.name]])
+            skipped = []
+        else:
+            skipped.append(parameter)
+    return args, kwargs
+
+
+def _defaults(parameters) -> list:
+    """The defaults of parameters left empty before a positional value."""
+    missing = [p.name for p in parameters if not p.default_json]
+    if missing:
+        raise forms.ValidationError(
+            f"Give {', '.join(missing)} a value: the arguments after it go by position.")
+    return [json_value(p.default_json) for p in parameters]

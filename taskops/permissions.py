@@ -16,6 +16,8 @@ ACTION_PERMISSIONS: dict[str, str] = {
     "task.revoke": "taskops.revoke_task",
     "task.terminate": "taskops.terminate_task",
     "task.retry": "taskops.retry_task",
+    "task.view": "taskops.view_task",
+    "task.trigger": "taskops.trigger_task",
     "run.view": "django_celery_results.view_taskresult",
     "audit.view": "taskops.view_auditentry",
 }

@@ -27,7 +27,9 @@ _BEAT_EDIT = [
 ]
 
 _CONSOLE_VIEW = ["taskops.view_queue", "taskops.view_worker", "taskops.view_task"]
-_TASK_CONTROL = ["taskops.revoke_task", "taskops.terminate_task", "taskops.retry_task"]
+_TASK_CONTROL = [
+    "taskops.revoke_task", "taskops.terminate_task", "taskops.retry_task", "taskops.trigger_task"
+]
 _CLUSTER_CONTROL = [
     "taskops.pause_queue",
     "taskops.purge_queue",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from taskops.conf import celery_app
 from tests.support.processes import RedisServer, WorkerProcess, database_url, unique_worker_name
+from tests.support.tasks import point_app_at
 
 
 @pytest.fixture(scope="session")
@@ -29,11 +29,8 @@ def _celery_uses_test_broker(redis_url):
     """Point the console's Celery app at the test broker before anything connects."""
     from django.conf import settings
 
-    from taskops.conf import celery_app
-
-    app = celery_app()
     settings.CELERY_BROKER_URL = redis_url
-    app.conf.broker_url = redis_url
+    point_app_at(redis_url)
     yield
 
 
@@ -67,11 +64,9 @@ def celery_worker(redis_url, test_database_url, var_dir):
 def isolated_broker(tmp_path):
     """A fresh redis-server for this test only; the console's Celery app points at it meanwhile."""
     server = RedisServer.start(tmp_path / "redis")
-    app = celery_app()
-    original = app.conf.broker_url
-    app.conf.broker_url = server.url
+    original = point_app_at(server.url)
     yield server
-    app.conf.broker_url = original
+    point_app_at(original)
     server.stop()
 
 

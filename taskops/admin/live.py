@@ -1,10 +1,10 @@
-"""Admin hooks of the live pages: Queues, Workers, and the task revoke action."""
+"""Admin hooks of the live pages: Queues, Workers, and Tasks (the catalog, run form and revoke)."""
 
 from django.contrib import admin
 
 from taskops.admin.pages import ConsolePageAdmin
 from taskops.models import Queue, Task, Worker
-from taskops.views import queues, tasks, workers
+from taskops.views import catalog, queues, tasks, workers
 
 
 @admin.register(Queue)
@@ -38,12 +38,14 @@ class WorkerAdmin(ConsolePageAdmin):
 
 @admin.register(Task)
 class TaskAdmin(ConsolePageAdmin):
-    """Revoke and terminate for now; the task catalog arrives here with task operations."""
+    """The task catalog as the list page, one task with its run form, and revoke/terminate."""
 
-    view_action = "task.revoke"
-
-    def has_module_permission(self, request) -> bool:
-        return False  # nothing to list in the index yet
+    view_action = "task.view"
 
     def page_urls(self):
-        return [("revoke/", tasks.task_revoke, "revoke")]
+        return [
+            ("revoke/", tasks.task_revoke, "revoke"),  # first, so it wins over "<str:name>/"
+            ("", catalog.task_catalog, "changelist"),
+            ("<str:name>/", catalog.task_detail, "detail"),
+            ("<str:name>/run/", catalog.task_run, "run"),
+        ]

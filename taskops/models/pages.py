@@ -28,13 +28,16 @@ class Worker(models.Model):
 
 
 class Task(models.Model):
-    """Tasks as a whole: the permissions to revoke and terminate them."""
+    """Tasks as a whole: the catalog page, and the permissions to revoke, retry and send them."""
 
     class Meta:
         managed = False
+        verbose_name = "task"
+        verbose_name_plural = "task catalog"
         default_permissions = ("view",)
         permissions = [
             ("revoke_task", "Can revoke queued tasks"),
             ("terminate_task", "Can terminate running tasks"),
             ("retry_task", "Can retry runs"),
+            ("trigger_task", "Can send tasks from the catalog"),
         ]

@@ -1,5 +1,13 @@
 """Reads: what the pages show, as plain dataclasses (one module per area)."""
 
+from taskops.selectors.catalog import (
+    CatalogEntry,
+    TaskCatalog,
+    TaskDetail,
+    TaskParameter,
+    task_catalog,
+    task_detail,
+)
 from taskops.selectors.live import (
     BeatStatus,
     ClusterReading,
@@ -26,6 +34,12 @@ from taskops.selectors.runs import (
 )
 
 __all__ = [
+    "CatalogEntry",
+    "TaskCatalog",
+    "TaskDetail",
+    "TaskParameter",
+    "task_catalog",
+    "task_detail",
     "BeatStatus",
     "ClusterReading",
     "FailureRow",

@@ -1,6 +1,7 @@
 """Writes: every console action, each one audited with its outcome (one module per area)."""
 
 from taskops.services.base import LIVE_CACHE_KEY, ActionOutcome, ActionRefused, Actor
+from taskops.services.catalog import task_send
 from taskops.services.runs import (
     retry_job_create,
     retry_job_process,
@@ -43,6 +44,7 @@ __all__ = [
     "task_retry",
     "task_retry_edited",
     "task_revoke",
+    "task_send",
     "worker_autoscale",
     "worker_came_online",
     "worker_pool_resize",

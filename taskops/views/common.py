@@ -46,7 +46,8 @@ def render_page(
 
 _ACTIONS = (
     "queue.view", "queue.pause", "queue.purge", "worker.view", "worker.control",
-    "worker.shutdown", "task.revoke", "task.terminate", "task.retry", "run.view", "audit.view",
+    "worker.shutdown", "task.revoke", "task.terminate", "task.retry", "task.view", "task.trigger",
+    "run.view", "audit.view",
 )
 
 

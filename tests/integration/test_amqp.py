@@ -9,7 +9,7 @@ from kombu import Connection
 
 from taskops import broker
 from taskops.conf import celery_app
-from tests.support.tasks import send, unique
+from tests.support.tasks import point_app_at, send, unique
 
 AMQP_URL = os.environ.get("TASKOPS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
@@ -21,11 +21,9 @@ def rabbitmq():
             conn.ensure_connection(max_retries=0)
     except Exception as exc:  # noqa: BLE001 - any failure means there is no RabbitMQ to test
         pytest.skip(f"no RabbitMQ answers at {AMQP_URL.split('@')[-1]}: {exc}")
-    app = celery_app()
-    original = app.conf.broker_url
-    app.conf.broker_url = AMQP_URL
+    original = point_app_at(AMQP_URL)
     yield
-    app.conf.broker_url = original
+    point_app_at(original)
 
 
 def test_depths_of_existing_and_missing_queues_and_purge(rabbitmq):

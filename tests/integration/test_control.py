@@ -8,6 +8,7 @@ from taskops.broker import broker_status
 from taskops.conf import celery_app
 from taskops.control import worker_ping, worker_stats
 from tests.support.processes import free_port
+from tests.support.tasks import point_app_at
 
 
 def test_ping_by_name_answers_from_the_live_worker(celery_worker):
@@ -52,11 +53,9 @@ def test_broker_status_is_ok_against_the_live_broker(redis_url):
 @pytest.fixture
 def dead_broker():
     """Point the console's app at a port where nothing listens, then restore it."""
-    app = celery_app()
-    original = app.conf.broker_url
-    app.conf.broker_url = f"redis://127.0.0.1:{free_port()}/0"
+    original = point_app_at(f"redis://127.0.0.1:{free_port()}/0")
     yield
-    app.conf.broker_url = original
+    point_app_at(original)
 
 
 def test_a_dead_broker_gives_a_bounded_failure_not_a_hang(dead_broker):

@@ -12,7 +12,6 @@ from taskops import broker, control
 from taskops.models import AuditEntry, PendingRevoke, QueuePause
 from taskops.services import (
     ActionRefused,
-    Actor,
     queue_pause,
     queue_purge,
     queue_resume,

@@ -23,6 +23,7 @@ SUPPORT_TOO = {**OPS_ONLY, "Support": 302}
 WORKER = "nobody@nowhere"
 RUN = "run-for-permissions"
 JOB = 4242
+TASK = "demo.tasks.generate_report"
 
 # Every URL the console adds: (url name, args) -> expected status per role.
 # GET pages answer 200 or 403; POST actions, sent with input that fails validation, answer
@@ -36,6 +37,8 @@ GET_PAGES = {
     ("admin:taskops_taskrun_changelist", ()): READERS,
     ("admin:taskops_taskrun_detail", (RUN,)): READERS,
     ("admin:taskops_taskrun_job", (JOB,)): READERS,
+    ("admin:taskops_task_changelist", ()): READERS,
+    ("admin:taskops_task_detail", (TASK,)): READERS,
 }
 POST_ACTIONS = {
     ("admin:taskops_queue_pause", ("default",)): OPS_ONLY,
@@ -51,10 +54,12 @@ POST_ACTIONS = {
                                                     "Operations": 200, "Support": 200},
     ("admin:taskops_taskrun_retry_matching", ()): SUPPORT_TOO,
     ("admin:taskops_taskrun_job_resume", (JOB,)): SUPPORT_TOO,
+    ("admin:taskops_task_run", (TASK,)): {**SUPPORT_TOO, "superuser": 200, "Operations": 200,
+                                          "Support": 200},
 }
 # Input each action refuses before it touches the cluster (missing or malformed fields).
-# (retry-edited shows its form again with the errors: 200; retry-matching with a filter that
-# matches nothing retries nothing.)
+# (retry-edited and the catalog's run form show the form again with the errors: 200;
+# retry-matching with a filter that matches nothing retries nothing.)
 INVALID = {"n": "0", "max_processes": "0", "confirm": "", "task_id": "", "task_name": "",
            "args": "not json", "status__exact": "NO-SUCH-STATE", "reason": "x" * 600}
 # The audit entry's own admin URLs (history, change) are Django's: read-only for auditors.

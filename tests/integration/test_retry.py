@@ -15,7 +15,7 @@ from demo.models import PartnerStatus
 from taskops import broker, control
 from taskops.capture import CALL_KEY, CAPTURE_VERSION, RETRY_OF_HEADER, CapturedCall, call_from_meta
 from taskops.models import AuditEntry, RetryJob, RetryJobItem, RunRetry
-from taskops.services import Actor, retry_job_create, retry_job_process, task_retry
+from taskops.services import retry_job_create, retry_job_process, task_retry
 from taskops.services.runs import calls_publish, retry_job_claim, retry_plans
 from tests.support.poll import poll_until
 from tests.support.tasks import send, unique

@@ -7,6 +7,20 @@ import uuid
 from taskops.conf import celery_app
 
 
+def point_app_at(broker_url: str) -> str:
+    """Point the console's Celery app at `broker_url`; return the previous URL.
+
+    Celery caches its connection pool and producer pool (bound to the old broker) on the app;
+    they are dropped so that nothing keeps talking to a broker a test has stopped.
+    """
+    app = celery_app()
+    previous = app.conf.broker_url
+    app.conf.broker_url = broker_url
+    app._pool = None
+    app.amqp._producer_pool = None
+    return previous
+
+
 def send(name: str, *, args=(), kwargs=None, queue: str = "default", **options):
     """Publish a task on a fresh connection (the app's producer pool may hold another broker)."""
     app = celery_app()
