@@ -33,6 +33,7 @@ __all__ = [
     "shutdown",
     "worker_discover",
     "worker_ping",
+    "worker_registered",
     "worker_snapshots",
     "worker_stats",
 ]
@@ -395,6 +396,16 @@ def _registered_by_worker(replies: dict) -> dict[str, dict[str, dict[str, str]]]
     return result
 
 
+def worker_registered(
+    destination: list[str], *, timeout: float | None = None
+) -> dict[str, dict[str, dict[str, str]]]:
+    """Registered tasks (with their rate limits) per named worker; silent workers are absent."""
+    if not destination:
+        return {}
+    replies = _inspect("registered", destination, timeout, taskinfoitems=["rate_limit"])
+    return _registered_by_worker(replies)
+
+
 def worker_snapshots(
     destination: list[str], *, detail: bool = False, timeout: float | None = None
 ) -> dict[str, WorkerSnapshot]:
@@ -414,16 +425,14 @@ def worker_snapshots(
     if detail:
         calls["reserved"] = lambda: _inspect("reserved", destination, timeout)
         calls["scheduled"] = lambda: _inspect("scheduled", destination, timeout)
-        calls["registered"] = lambda: _inspect(
-            "registered", destination, timeout, taskinfoitems=["rate_limit"]
-        )
+        calls["registered"] = lambda: worker_registered(destination, timeout=timeout)
     with ThreadPoolExecutor(max_workers=len(calls)) as pool:
         futures = {key: pool.submit(call) for key, call in calls.items()}
         results = {key: future.result() for key, future in futures.items()}
     active = _tasks_by_worker(results["active"])
     reserved = _tasks_by_worker(results.get("reserved", {}))
     scheduled = _tasks_by_worker(results.get("scheduled", {}), scheduled=True)
-    registered = _registered_by_worker(results.get("registered", {}))
+    registered = results.get("registered", {})
     snapshots = {}
     for name in sorted(destination):
         stats = results["stats"].get(name)

@@ -177,14 +177,11 @@ def _read_registrations() -> WorkerRegistrations:
             *banners, "Only the tasks known to this console are listed."))
     online = [w.name for w in reading.workers if w.status == "online"]
     try:
-        snapshots = control.worker_snapshots(online, detail=True)
+        by_worker = control.worker_registered(online)  # one broadcast, answered workers only
     except BrokerUnavailable as exc:
         return WorkerRegistrations(broker_ok=False, banners=(
             *banners, f"The broker is not answering ({exc}). Only the tasks known to this console "
                       "are listed."))
-    by_worker = {
-        name: dict(snap.registered or {}) for name, snap in snapshots.items() if snap.answered
-    }
     silent = sorted(set(online) - set(by_worker))
     if silent:
         banners.append(f"Not answering: {', '.join(silent)}; the tasks only they register are not "

@@ -10,10 +10,12 @@ from celery.utils.saferepr import saferepr
 from django_celery_results.models import TaskResult
 from kombu.utils.json import dumps as kombu_dumps
 
+from taskops.capture import CapturedCall
 from taskops.conf import celery_app
-from taskops.connection import BrokerUnavailable, broker_connection
+from taskops.connection import BrokerUnavailable
 from taskops.models import AuditEntry
 from taskops.services.base import ActionOutcome, Actor, audit_record, unavailable
+from taskops.services.runs import calls_publish
 
 
 def _when_text(countdown: float | None, eta: datetime | None) -> str:
@@ -57,17 +59,19 @@ def task_send(
     task_id = str(uuid.uuid4())
     options = {
         key: value for key, value in {
-            "countdown": countdown, "eta": eta, "priority": priority, "expires": expires,
-            "time_limit": time_limit, "soft_time_limit": soft_time_limit,
+            "countdown": countdown, "eta": eta, "expires": expires,
         }.items() if value is not None
     }
+    call = CapturedCall(task=name, args=args, kwargs=kwargs, routing_key=queue, priority=priority,
+                        time_limit=time_limit, soft_time_limit=soft_time_limit)
     # The audit log keeps the call as JSON (datetimes and UUIDs written as kombu marks them).
-    params = json.loads(kombu_dumps({"args": args, "kwargs": kwargs, "queue": queue, **options}))
-    app = celery_app()
+    params = json.loads(kombu_dumps({
+        "args": args, "kwargs": kwargs, "queue": queue, **options,
+        **{k: v for k, v in {"priority": priority, "time_limit": time_limit,
+                             "soft_time_limit": soft_time_limit}.items() if v is not None},
+    }))
     try:
-        with broker_connection() as conn:
-            app.send_task(name, args=args, kwargs=kwargs, task_id=task_id, queue=queue,
-                          connection=conn, add_to_parent=False, **options)
+        calls_publish([(task_id, call, None)], **options)
     except BrokerUnavailable as exc:
         return audit_record(actor, "task.trigger", name, params, reason,
                             unavailable(exc, f"Sending {name}"))

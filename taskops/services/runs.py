@@ -71,9 +71,11 @@ def retry_plans(task_ids: list[str]) -> dict[str, RetryPlan]:
     return plans
 
 
-def calls_publish(sends: list[tuple[str, CapturedCall, str]]) -> None:
-    """Send (retry id, call, original id) triples with send_task, routed as the originals.
+def calls_publish(sends: list[tuple[str, CapturedCall, str | None]], **options) -> None:
+    """Send (task id, call, original id) triples with send_task, routed as each call says.
 
+    The one send path of the console: retries (original id set: a retry-of header links them)
+    and new runs from the catalog (original None; `options` such as countdown, eta, expires).
     One short-timeout connection, one kombu publish batch (a Redis pipeline per 1000 messages).
     Raises BrokerUnavailable.
     """
@@ -90,14 +92,17 @@ def calls_publish(sends: list[tuple[str, CapturedCall, str]]) -> None:
                     kwargs=call.kwargs,
                     task_id=retry_id,
                     queue=call.routing_key or None,
+                    # A captured exchange comes with its routing key; a queue alone routes by
+                    # that queue's own declaration.
                     exchange=call.exchange or None,
-                    routing_key=call.routing_key or None,
+                    routing_key=(call.routing_key or None) if call.exchange else None,
                     priority=call.priority,
                     time_limit=call.time_limit,
                     soft_time_limit=call.soft_time_limit,
-                    headers={**call.headers, RETRY_OF_HEADER: original_id},
+                    headers={**call.headers, **({RETRY_OF_HEADER: original_id} if original_id else {})},
                     producer=producer,
                     add_to_parent=False,
+                    **options,
                 )
 
 
