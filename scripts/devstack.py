@@ -202,9 +202,14 @@ def main() -> int:
 
     children: list[Child] = []
     stopping = threading.Event()
+    first_signal_at: list[float] = []
 
     def on_signal(signum, _frame):
         if stopping.is_set():
+            # One Ctrl-C can arrive twice (a wrapper forwards what the terminal also sent):
+            # only a second press, a moment later, means "kill now".
+            if time.monotonic() - first_signal_at[0] < 1.0:
+                return
             say("second signal: killing everything now")
             for child in children:
                 try:
@@ -212,7 +217,8 @@ def main() -> int:
                 except ProcessLookupError:
                     pass
             return
-        say(f"{signal.Signals(signum).name} received: shutting down")
+        say(f"{signal.Signals(signum).name} received: shutting down (again to kill at once)")
+        first_signal_at.append(time.monotonic())
         stopping.set()
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

@@ -97,8 +97,9 @@ class TaskRunAdmin(ReadOnlyConsoleAdmin):
 
     @admin.display(description="run", ordering="task_id")
     def run_link(self, run: TaskRun) -> str:
-        return format_html('<a class="taskops-mono" href="{}">{}</a>',
-                           run_views.run_url(run.task_id), run.task_id)
+        short = run.task_id if len(run.task_id) <= 12 else f"{run.task_id[:8]}…"
+        return format_html('<a class="taskops-mono taskops-nowrap" href="{}" title="{}">{}</a>',
+                           run_views.run_url(run.task_id), run.task_id, short)
 
     @admin.display(description="state", ordering="status")
     def state(self, run: TaskRun) -> str:

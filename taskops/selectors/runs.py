@@ -76,6 +76,12 @@ class RunDetail:
         return None
 
     @property
+    def parent_id(self) -> str | None:
+        """The run that sent this one; Celery's own retries name the run itself, which is no parent."""
+        parent = self.call.parent_id if self.call else None
+        return parent if parent and parent != self.run.task_id else None
+
+    @property
     def following(self) -> bool:
         """The page keeps refreshing while this run or one of its retries is not finished."""
         return not self.finished or any(r.state not in FINISHED for r in self.retries)

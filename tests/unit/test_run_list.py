@@ -68,3 +68,21 @@ def test_cleanup_deletes_old_runs_in_batches_and_their_retry_links(runs):
     assert TaskResult.objects.filter(task_id__startswith="run-").count() == 30  # days 0..29 stay
     assert TaskResult.objects.filter(task_id="still-running").exists()
     assert not RunRetry.objects.filter(original_task_id="run-59").exists()
+
+
+def test_a_run_is_never_shown_as_its_own_parent():
+    from kombu.utils.json import dumps
+
+    from taskops.capture import CALL_KEY, CAPTURE_VERSION
+    from taskops.selectors import run_detail
+
+    def capture(parent):
+        return dumps({CALL_KEY: {"v": CAPTURE_VERSION, "task": "t", "args": [], "kwargs": {},
+                                 "parent_id": parent}})
+
+    # Celery's own retry re-sends a run under its id with parent_id set to that same id.
+    TaskResult.objects.create(task_id="self-retried", status="FAILURE", meta=capture("self-retried"))
+    TaskResult.objects.create(task_id="child", status="SUCCESS", meta=capture("the-parent"))
+
+    assert run_detail("self-retried").parent_id is None
+    assert run_detail("child").parent_id == "the-parent"
