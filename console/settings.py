@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import warnings
@@ -238,6 +239,26 @@ TASKOPS_CAPTURE_MAX_BYTES = int(os.environ.get("TASKOPS_CAPTURE_MAX_BYTES", str(
 TASKOPS_CAPTURE_EXCLUDE = env_list("TASKOPS_CAPTURE_EXCLUDE", ["celery.*"])
 # How long the console keeps re-applying a revoke to workers that start.
 TASKOPS_REVOKE_RETENTION_HOURS = float(os.environ.get("TASKOPS_REVOKE_RETENTION_HOURS", "168"))
+
+# --- Safety: read-only mode, typed reasons, second-person approval ------------------------
+# Turns every mutation off (the console becomes a viewer), whatever the user's group.
+TASKOPS_READ_ONLY = env_bool("TASKOPS_READ_ONLY", False)
+# Dangerous actions (purge, terminate, shutdown, big bulk retries, schedule import) then
+# wait for a second person with the same permission; unapproved requests expire.
+TASKOPS_REQUIRE_APPROVAL = env_bool("TASKOPS_REQUIRE_APPROVAL", False)
+TASKOPS_APPROVAL_TTL_MINUTES = float(os.environ.get("TASKOPS_APPROVAL_TTL_MINUTES", "60"))
+# A bulk retry of more runs than this is a dangerous action (typed reason, approval).
+TASKOPS_BULK_RETRY_REASON_THRESHOLD = int(
+    os.environ.get("TASKOPS_BULK_RETRY_REASON_THRESHOLD", "100")
+)
+
+# --- Reports and metrics ----------------------------------------------------------------
+# Which tasks are reports: {"title": "task name or fnmatch pattern"} (JSON in the env var).
+TASKOPS_REPORTS = json.loads(os.environ.get("TASKOPS_REPORTS", "null") or "null") or {
+    "Daily reports": "demo.tasks.generate_report",
+}
+# /metrics answers a staff login with the dashboard permission, or this bearer token.
+TASKOPS_METRICS_TOKEN = os.environ.get("TASKOPS_METRICS_TOKEN", "")
 
 # --- Logging ----------------------------------------------------------------------------
 LOGGING = {

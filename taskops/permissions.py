@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 
 # Console action -> the permission that allows it.
@@ -20,12 +21,36 @@ ACTION_PERMISSIONS: dict[str, str] = {
     "task.trigger": "taskops.trigger_task",
     "run.view": "django_celery_results.view_taskresult",
     "audit.view": "taskops.view_auditentry",
+    "audit.export": "taskops.export_auditentry",
+    "approval.view": "taskops.view_pendingaction",
+    "schedule.view": "django_celery_beat.view_periodictask",
+    "schedule.export": "django_celery_beat.view_periodictask",
+    "schedule.edit": "django_celery_beat.change_periodictask",
+    "schedule.import": "taskops.import_schedule",
+    "schedule.run": "taskops.run_schedule",
+    "report.view": "taskops.view_report",
+    "report.export": "taskops.export_report",
+    "metrics.view": "taskops.view_queue",
 }
+
+# Actions that change something; TASKOPS_READ_ONLY turns every one of them off.
+MUTATING_ACTIONS = frozenset({
+    "queue.pause", "queue.purge", "worker.control", "worker.shutdown", "task.revoke",
+    "task.terminate", "task.retry", "task.trigger", "schedule.edit", "schedule.import",
+    "schedule.run",
+})
+
+
+def read_only() -> bool:
+    """True when settings.TASKOPS_READ_ONLY turns every mutation off."""
+    return bool(getattr(settings, "TASKOPS_READ_ONLY", False))
 
 
 def can(user: User | AnonymousUser, action: str) -> bool:
     """True when `user` (active staff) may perform `action`; unknown actions are refused."""
     permission = ACTION_PERMISSIONS.get(action)
     if permission is None or not (user.is_active and user.is_staff):
+        return False
+    if action in MUTATING_ACTIONS and read_only():
         return False
     return user.has_perm(permission)

@@ -26,7 +26,10 @@ _BEAT_EDIT = [
     f"django_celery_beat.{verb}_{m}" for m in _BEAT_MODELS for verb in ("add", "change", "delete")
 ]
 
-_CONSOLE_VIEW = ["taskops.view_queue", "taskops.view_worker", "taskops.view_task"]
+_CONSOLE_VIEW = [
+    "taskops.view_queue", "taskops.view_worker", "taskops.view_task", "taskops.view_report",
+    "taskops.view_scheduleversion",
+]
 _TASK_CONTROL = [
     "taskops.revoke_task", "taskops.terminate_task", "taskops.retry_task", "taskops.trigger_task"
 ]
@@ -36,15 +39,20 @@ _CLUSTER_CONTROL = [
     "taskops.control_worker",
     "taskops.shutdown_worker",
     "taskops.view_auditentry",
+    "taskops.export_auditentry",
+    "taskops.view_pendingaction",
+    "taskops.import_schedule",
+    "taskops.run_schedule",
 ]
 
 # "app_label.codename" per group: the one table of who may do what.
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     SUPPORT: [*_RESULTS_VIEW, *_BEAT_VIEW, *_CONSOLE_VIEW, *_TASK_CONTROL],
     OPERATIONS: [
-        *_RESULTS_VIEW, *_BEAT_VIEW, *_BEAT_EDIT, *_CONSOLE_VIEW, *_TASK_CONTROL, *_CLUSTER_CONTROL
+        *_RESULTS_VIEW, *_BEAT_VIEW, *_BEAT_EDIT, *_CONSOLE_VIEW, *_TASK_CONTROL, *_CLUSTER_CONTROL,
+        "taskops.export_report",
     ],
-    MANAGERS: [*_RESULTS_VIEW, *_BEAT_VIEW, *_CONSOLE_VIEW],
+    MANAGERS: [*_RESULTS_VIEW, *_BEAT_VIEW, *_CONSOLE_VIEW, "taskops.export_report"],
 }
 
 _APPS_WITH_ROLE_PERMISSIONS = ("django_celery_results", "django_celery_beat", "taskops")

@@ -31,6 +31,7 @@ class AuditEntry(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         default_permissions = ("view",)
+        permissions = [("export_auditentry", "Can export the audit log")]
         verbose_name = "audit entry"
         verbose_name_plural = "audit entries"
 

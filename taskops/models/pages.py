@@ -41,3 +41,12 @@ class Task(models.Model):
             ("retry_task", "Can retry runs"),
             ("trigger_task", "Can send tasks from the catalog"),
         ]
+
+
+class Report(models.Model):
+    """Report runs for managers: which tasks are reports comes from settings (TASKOPS_REPORTS)."""
+
+    class Meta:
+        managed = False
+        default_permissions = ("view",)
+        permissions = [("export_report", "Can export report runs")]

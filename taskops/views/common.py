@@ -47,7 +47,8 @@ def render_page(
 _ACTIONS = (
     "queue.view", "queue.pause", "queue.purge", "worker.view", "worker.control",
     "worker.shutdown", "task.revoke", "task.terminate", "task.retry", "task.view", "task.trigger",
-    "run.view", "audit.view",
+    "run.view", "audit.view", "audit.export", "approval.view", "schedule.view", "schedule.export",
+    "schedule.edit", "schedule.import", "schedule.run", "report.view", "report.export",
 )
 
 
