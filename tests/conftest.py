@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import RedisServer, WorkerProcess, database_url, unique_worker_name
+from tests.support.processes import (
+    BeatProcess,
+    RedisServer,
+    WorkerProcess,
+    database_url,
+    unique_worker_name,
+)
 from tests.support.tasks import point_app_at
 
 
@@ -93,6 +99,28 @@ def start_worker(isolated_broker, test_database_url, tmp_path):
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def start_beat(isolated_broker, test_database_url, tmp_path):
+    """Start one real beat (DatabaseScheduler, the console's sampler inside) on the isolated broker.
+
+    start_beat(env={"TASKOPS_SAMPLE_INTERVAL": "1"}) -> BeatProcess; stopped after the test.
+    """
+    started: list[BeatProcess] = []
+
+    def start(*, env: dict[str, str] | None = None, max_interval: float = 1) -> BeatProcess:
+        if started:
+            raise RuntimeError("never run two beat processes")
+        beat = BeatProcess(broker_url=isolated_broker.url, database_url=test_database_url,
+                           var_dir=tmp_path / "beat", max_interval=max_interval,
+                           extra_env=env or {})
+        started.append(beat)
+        return beat.start()
+
+    yield start
+    for beat in started:
+        beat.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -2,40 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from taskops.models import QueueDepthSample, WorkerSeen
 from tests.support.poll import poll_until
-from tests.support.processes import BASE_DIR
 from tests.support.tasks import send
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def beat(isolated_broker, test_database_url, tmp_path):
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "console.settings",
-        "DJANGO_SECRET_KEY": "taskops-test-only-secret-key",
-        "CELERY_BROKER_URL": isolated_broker.url,
-        "DATABASE_URL": test_database_url,
-        "TASKOPS_VAR_DIR": str(tmp_path),
-        "TASKOPS_SAMPLE_INTERVAL": "1",
-    }
-    with (tmp_path / "beat.log").open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "console", "beat", "-l", "INFO",
-             "--pidfile", str(tmp_path / "beat.pid"), "-s", str(tmp_path / "beat-schedule")],
-            cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    yield process
-    process.terminate()
-    process.wait(timeout=20)
+def beat(start_beat):
+    return start_beat(env={"TASKOPS_SAMPLE_INTERVAL": "1"})
 
 
 def test_beat_samples_queue_depths_and_records_online_workers(beat, start_worker):

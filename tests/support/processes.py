@@ -103,6 +103,23 @@ def database_url(settings_dict: dict) -> str:
     raise ValueError(f"no DATABASE_URL form for {engine}")
 
 
+def stop_process_group(process: subprocess.Popen | None, *, timeout: float = 20) -> None:
+    """Warm shutdown (SIGTERM), then kill the whole process group if it lingers."""
+    if not process:
+        return
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
 @dataclass
 class WorkerProcess:
     """A real `celery worker` (prefork, events on) for the console's Celery app."""
@@ -174,20 +191,54 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self, *, timeout: float = 20) -> None:
-        """Warm shutdown (SIGTERM), then kill the whole process group if it lingers."""
-        if not self.process:
-            return
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait()
+        stop_process_group(self.process, timeout=timeout)
+
+
+@dataclass
+class BeatProcess:
+    """A real `celery beat` with django-celery-beat's DatabaseScheduler on the test database."""
+
+    broker_url: str
+    database_url: str
+    var_dir: Path
+    max_interval: float = 1
+    extra_env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def log_path(self) -> Path:
+        return self.var_dir / "beat.log"
+
+    def start(self, *, wait: bool = True) -> BeatProcess:
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        env = WorkerProcess(name="beat", broker_url=self.broker_url, database_url=self.database_url,
+                            var_dir=self.var_dir, extra_env=self.extra_env).env()
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "console", "beat", "-l", "DEBUG",
+                "-S", "django_celery_beat.schedulers:DatabaseScheduler",
+                "--max-interval", str(self.max_interval),
+                "--pidfile", str(self.var_dir / "beat.pid"),
+            ],
+            cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, preexec_fn=_own_session_dying_with_us,
+        )
+        log.close()
+        if wait:
+            poll_until(self._started, timeout=60, interval=0.2, message="beat starts its scheduler")
+        return self
+
+    def _started(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"beat exited:\n{self.log_text()[-3000:]}")
+        return "beat: Ticking with max interval" in self.log_text()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, *, timeout: float = 20) -> None:
+        stop_process_group(self.process, timeout=timeout)
 
 
 def unique_worker_name(prefix: str = "test") -> str:
