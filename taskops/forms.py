@@ -288,3 +288,9 @@ def _defaults(parameters) -> list:
         raise forms.ValidationError(
             f"Give {', '.join(missing)} a value: the arguments after it go by position.")
     return [json_value(p.default_json) for p in parameters]
+
+
+class DecisionForm(ReasonForm):
+    """Approve or reject a dangerous action someone else asked for."""
+
+    decision = forms.ChoiceField(choices=[("approve", "approve"), ("reject", "reject")])

@@ -47,7 +47,9 @@ _CLUSTER_CONTROL = [
 
 # "app_label.codename" per group: the one table of who may do what.
 ROLE_PERMISSIONS: dict[str, list[str]] = {
-    SUPPORT: [*_RESULTS_VIEW, *_BEAT_VIEW, *_CONSOLE_VIEW, *_TASK_CONTROL],
+    # Support may terminate, so it sees (and decides on) pending approvals too.
+    SUPPORT: [*_RESULTS_VIEW, *_BEAT_VIEW, *_CONSOLE_VIEW, *_TASK_CONTROL,
+              "taskops.view_pendingaction"],
     OPERATIONS: [
         *_RESULTS_VIEW, *_BEAT_VIEW, *_BEAT_EDIT, *_CONSOLE_VIEW, *_TASK_CONTROL, *_CLUSTER_CONTROL,
         "taskops.export_report",

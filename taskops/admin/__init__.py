@@ -1,3 +1,3 @@
 """The console's admin pages: one module per area, registered on the default admin site."""
 
-from taskops.admin import audit, live, runs  # noqa: F401
+from taskops.admin import approvals, audit, live, runs  # noqa: F401

@@ -4,6 +4,16 @@ from django.conf import settings
 from django.db import models
 
 
+class AppendOnlyQuerySet(models.QuerySet):
+    """No bulk update or delete of audit entries."""
+
+    def update(self, **kwargs):
+        raise TypeError("The audit log is append-only: entries are never changed.")
+
+    def delete(self):
+        raise TypeError("The audit log is append-only: entries are never deleted.")
+
+
 class AuditEntry(models.Model):
     """An append-only record of one action taken through the console."""
 
@@ -13,6 +23,7 @@ class AuditEntry(models.Model):
         NO_REPLY = "no_reply", "no worker answered"
         FAILED = "failed", "failed"
         REFUSED = "refused", "refused"
+        PENDING = "pending", "waiting for approval"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(
@@ -28,6 +39,8 @@ class AuditEntry(models.Model):
     message = models.TextField(blank=True, help_text="the outcome as shown to the user")
     detail = models.JSONField(default=dict, blank=True, help_text="replies per worker, counts")
 
+    objects = AppendOnlyQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         default_permissions = ("view",)
@@ -37,3 +50,11 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} {self.target}"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise TypeError("The audit log is append-only: entries are never changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise TypeError("The audit log is append-only: entries are never deleted.")

@@ -1,5 +1,11 @@
 """Writes: every console action, each one audited with its outcome (one module per area)."""
 
+from taskops.services.approvals import (
+    DANGEROUS_ACTIONS,
+    approval_cancel,
+    approval_decide,
+    approvals_expire,
+)
 from taskops.services.base import LIVE_CACHE_KEY, ActionOutcome, ActionRefused, Actor
 from taskops.services.catalog import task_send
 from taskops.services.runs import (
@@ -27,6 +33,10 @@ from taskops.services.live import (
 )
 
 __all__ = [
+    "DANGEROUS_ACTIONS",
+    "approval_cancel",
+    "approval_decide",
+    "approvals_expire",
     "LIVE_CACHE_KEY",
     "RATE_LIMIT_RE",
     "SIGNALS",

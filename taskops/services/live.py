@@ -14,7 +14,15 @@ from django.utils import timezone
 
 from taskops import broker, cache, control
 from taskops.connection import BrokerUnavailable
-from taskops.models import AuditEntry, PendingRevoke, QueueDepthSample, QueuePause, WorkerSeen
+from taskops.models import (
+    AuditEntry,
+    PendingAction,
+    PendingRevoke,
+    QueueDepthSample,
+    QueuePause,
+    WorkerSeen,
+)
+from taskops.services.approvals import approvable, dangerous_gate
 from taskops.services.base import (
     LIVE_CACHE_KEY,
     ActionOutcome,
@@ -97,12 +105,21 @@ def queue_resume(*, actor: Actor, queue: str, reason: str = "") -> ActionOutcome
     return audit_record(actor, "queue.resume", queue, params, reason, outcome)
 
 
-def queue_purge(*, actor: Actor, queue: str, confirm: str, reason: str = "") -> ActionOutcome:
-    """Delete every message waiting in `queue`; `confirm` must repeat the queue's name."""
+def queue_purge(
+    *, actor: Actor, queue: str, confirm: str, reason: str = "",
+    approval: PendingAction | None = None,
+) -> ActionOutcome:
+    """Delete every message waiting in `queue`; `confirm` must repeat the queue's name.
+
+    Dangerous: needs a reason, and a second person's approval when approvals are on.
+    """
     params = {"queue": queue}
     if confirm.strip() != queue:
         refused(actor, "queue.purge", queue, params, reason,
                  f"Type the queue's name ({queue}) to confirm the purge.")
+    if gate := dangerous_gate(actor=actor, action="queue.purge", target=queue, params=params,
+                              reason=reason, approval=approval):
+        return gate
     try:
         removed = broker.queue_purge(queue)
     except BrokerUnavailable as exc:
@@ -114,6 +131,12 @@ def queue_purge(*, actor: Actor, queue: str, confirm: str, reason: str = "") -> 
         {"removed": removed},
     )
     return audit_record(actor, "queue.purge", queue, params, reason, outcome)
+
+
+@approvable("queue.purge", permission="queue.purge")
+def _queue_purge_approved(*, actor: Actor, params: dict, reason: str, approval) -> ActionOutcome:
+    return queue_purge(actor=actor, queue=params["queue"], confirm=params["queue"], reason=reason,
+                       approval=approval)
 
 
 # --- Workers ------------------------------------------------------------------------------------
@@ -214,12 +237,21 @@ def worker_rate_limit(
     return audit_record(actor, "worker.rate_limit", worker, params, reason, outcome)
 
 
-def worker_shutdown(*, actor: Actor, worker: str, confirm: str, reason: str = "") -> ActionOutcome:
-    """Ask a worker to shut down warmly; `confirm` must repeat its name. Checks it went away."""
+def worker_shutdown(
+    *, actor: Actor, worker: str, confirm: str, reason: str = "",
+    approval: PendingAction | None = None,
+) -> ActionOutcome:
+    """Ask a worker to shut down warmly; `confirm` must repeat its name. Checks it went away.
+
+    Dangerous: needs a reason, and a second person's approval when approvals are on.
+    """
     params = {"worker": worker}
     if confirm.strip() != worker:
         refused(actor, "worker.shutdown", worker, params, reason,
                  f"Type the worker's name ({worker}) to confirm the shutdown.")
+    if gate := dangerous_gate(actor=actor, action="worker.shutdown", target=worker, params=params,
+                              reason=reason, approval=approval):
+        return gate
     try:
         control.shutdown(destination=[worker])
         deadline = time.monotonic() + 3
@@ -239,6 +271,12 @@ def worker_shutdown(*, actor: Actor, worker: str, confirm: str, reason: str = ""
     return audit_record(actor, "worker.shutdown", worker, params, reason, outcome)
 
 
+@approvable("worker.shutdown", permission="worker.shutdown")
+def _worker_shutdown_approved(*, actor: Actor, params: dict, reason: str, approval) -> ActionOutcome:
+    return worker_shutdown(actor=actor, worker=params["worker"], confirm=params["worker"],
+                           reason=reason, approval=approval)
+
+
 # --- Tasks --------------------------------------------------------------------------------------
 
 
@@ -249,8 +287,11 @@ def task_revoke(
     terminate: bool = False,
     signal: str = "SIGTERM",
     reason: str = "",
+    approval: PendingAction | None = None,
 ) -> ActionOutcome:
     """Revoke tasks everywhere (with `terminate`, kill them if running) and keep the revoke.
+
+    Terminate is dangerous: it needs a reason, and a second person's approval when approvals are on.
 
     Kept revokes are applied by every worker that starts later (see worker_came_online), so a
     revoke survives a worker that was down or restarted. A revoke no worker acknowledged is
@@ -266,6 +307,9 @@ def task_revoke(
         refused(actor, action, "", params, reason, "No task id given.")
     if terminate and signal not in SIGNALS:
         refused(actor, action, target, params, reason, f"Signal must be one of {', '.join(SIGNALS)}.")
+    if terminate and (gate := dangerous_gate(actor=actor, action=action, target=target,
+                                             params=params, reason=reason, approval=approval)):
+        return gate
     names = dict(TaskResult.objects.filter(task_id__in=task_ids).values_list("task_id", "task_name"))
     for task_id in task_ids:
         PendingRevoke.objects.update_or_create(
@@ -295,6 +339,12 @@ def task_revoke(
         "every worker applies it when it starts, so the task will not run.",
     )
     return audit_record(actor, action, target, params, reason, outcome)
+
+
+@approvable("task.terminate", permission="task.terminate")
+def _task_terminate_approved(*, actor: Actor, params: dict, reason: str, approval) -> ActionOutcome:
+    return task_revoke(actor=actor, task_ids=params["task_ids"], terminate=True,
+                       signal=params["signal"] or "SIGTERM", reason=reason, approval=approval)
 
 
 # --- Worker lifecycle (called from the worker process's own signal handlers) ---------------------

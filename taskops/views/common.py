@@ -88,6 +88,7 @@ def run_action(
         "ok": messages.SUCCESS,
         "partial": messages.WARNING,
         "no_reply": messages.WARNING,
+        "pending": messages.INFO,
     }.get(outcome.outcome, messages.ERROR)
     messages.add_message(request, level, outcome.message)
     return _back(request, fallback)

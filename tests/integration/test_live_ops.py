@@ -170,7 +170,8 @@ def test_terminate_stops_a_running_task_and_its_run_shows_revoked(start_worker, 
     sent = send("demo.tasks.slow_task", args=[120], queue=queue)
     poll_until(lambda: state_of(sent.id) in ("STARTED", "PROGRESS"), timeout=30, message="started")
 
-    outcome = task_revoke(actor=actor, task_ids=[sent.id], terminate=True, signal="SIGTERM")
+    outcome = task_revoke(actor=actor, task_ids=[sent.id], terminate=True, signal="SIGTERM",
+                          reason="stuck on a dead socket")
 
     assert outcome.ok, outcome.message
     poll_until(lambda: state_of(sent.id) == "REVOKED", timeout=15, message="run shows REVOKED")

@@ -23,6 +23,7 @@ SUPPORT_TOO = {**OPS_ONLY, "Support": 302}
 WORKER = "nobody@nowhere"
 RUN = "run-for-permissions"
 JOB = 4242
+APPROVAL = 77
 TASK = "demo.tasks.generate_report"
 
 # Every URL the console adds: (url name, args) -> expected status per role.
@@ -34,6 +35,9 @@ GET_PAGES = {
     ("admin:taskops_worker_changelist", ()): READERS,
     ("admin:taskops_worker_detail", (WORKER,)): READERS,
     ("admin:taskops_auditentry_changelist", ()): {**READERS, "Support": 403, "Managers": 403},
+    ("admin:taskops_auditentry_export", ()): {**READERS, "Support": 403, "Managers": 403},
+    ("admin:taskops_pendingaction_changelist", ()): {**READERS, "Managers": 403},
+    ("admin:taskops_pendingaction_change", (APPROVAL,)): {**READERS, "Managers": 403},
     ("admin:taskops_taskrun_changelist", ()): READERS,
     ("admin:taskops_taskrun_detail", (RUN,)): READERS,
     ("admin:taskops_taskrun_job", (JOB,)): READERS,
@@ -54,6 +58,8 @@ POST_ACTIONS = {
                                                     "Operations": 200, "Support": 200},
     ("admin:taskops_taskrun_retry_matching", ()): SUPPORT_TOO,
     ("admin:taskops_taskrun_job_resume", (JOB,)): SUPPORT_TOO,
+    ("admin:taskops_pendingaction_decide", (APPROVAL,)): SUPPORT_TOO,
+    ("admin:taskops_pendingaction_cancel", (APPROVAL,)): SUPPORT_TOO,
     ("admin:taskops_task_run", (TASK,)): {**SUPPORT_TOO, "superuser": 200, "Operations": 200,
                                           "Support": 200},
 }
@@ -63,8 +69,8 @@ POST_ACTIONS = {
 INVALID = {"n": "0", "max_processes": "0", "confirm": "", "task_id": "", "task_name": "",
            "args": "not json", "status__exact": "NO-SUCH-STATE", "reason": "x" * 600}
 # The audit entry's own admin URLs (history, change) are Django's: read-only for auditors.
-DJANGO_OWN = {f"taskops_{model}_{view}" for model in ("auditentry", "taskrun")
-              for view in ("add", "change", "delete", "history")}
+DJANGO_OWN = {f"taskops_{model}_{view}" for model in ("auditentry", "taskrun", "pendingaction")
+              for view in ("add", "change", "delete", "history")} - {"taskops_pendingaction_change"}
 
 
 def _console_url_names() -> set[str]:
@@ -91,6 +97,16 @@ def existing_run_and_job():
 
     TaskResult.objects.create(task_id=RUN, task_name="demo.tasks.flaky_call", status="FAILURE")
     RetryJob.objects.create(pk=JOB, description="permissions", state="done")
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from taskops.models import PendingAction
+
+    PendingAction.objects.create(pk=APPROVAL, action="queue.purge", target="default",
+                                 params={"queue": "default"}, reason="permissions",
+                                 requested_by_name="someone",
+                                 expires_at=timezone.now() + timedelta(hours=1))
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -1,0 +1,53 @@
+"""Pending approvals in the admin: dangerous actions waiting for a second person."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import path
+
+from taskops.admin.pages import ReadOnlyConsoleAdmin
+from taskops.models import PendingAction
+from taskops.permissions import can
+from taskops.services import approvals_expire
+from taskops.services.approvals import approval_permission
+from taskops.views import approvals as approval_views
+
+
+@admin.register(PendingAction)
+class PendingActionAdmin(ReadOnlyConsoleAdmin):
+    view_action = "approval.view"
+    list_display = ("requested_at", "action", "target", "requested_by_name", "reason", "state",
+                    "expires_at", "decided_by_name", "outcome")
+    list_filter = ("state", "action")
+    search_fields = ("=target", "requested_by_name", "reason")
+    show_full_result_count = False
+    readonly_fields = [f.name for f in PendingAction._meta.fields]
+    change_form_template = "admin/taskops/pending_action.html"
+
+    def get_queryset(self, request):
+        approvals_expire()  # a request past its expiry shows (and is) expired
+        return super().get_queryset(request)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        pending = PendingAction.objects.filter(pk=object_id).first()
+        context = dict(extra_context or {})
+        if pending is not None:
+            permission = approval_permission(pending.action) or "-"
+            mine = pending.requested_by_id == request.user.pk
+            is_open = pending.state == PendingAction.State.PENDING
+            context.update(
+                pending=pending,
+                may_decide=is_open and not mine and can(request.user, permission),
+                may_cancel=is_open and mine,
+            )
+        return super().change_view(request, object_id, form_url, context)
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("<int:pk>/decide/", wrap(approval_views.approval_decide),
+                 name="taskops_pendingaction_decide"),
+            path("<int:pk>/cancel/", wrap(approval_views.approval_cancel),
+                 name="taskops_pendingaction_cancel"),
+            *super().get_urls(),
+        ]

@@ -1,0 +1,152 @@
+"""Dangerous actions: a typed reason always, and with TASKOPS_REQUIRE_APPROVAL a second person's approval."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from taskops.models import AuditEntry, PendingAction
+from taskops.permissions import can
+from taskops.services.base import ActionOutcome, ActionRefused, Actor, audit_record, refused
+
+# Dangerous actions: each one needs a typed reason and, when approvals are on, a second person.
+DANGEROUS_ACTIONS = frozenset({
+    "queue.purge", "task.terminate", "worker.shutdown", "task.retry.bulk", "schedule.import",
+})
+MIN_REASON_LENGTH = 4
+
+# action -> (console permission action, how to carry it out once approved).
+# Each performer is called as perform(actor=<approver>, params=..., reason=..., approval=<row>).
+_PERFORMERS: dict[str, tuple[str, Callable[..., ActionOutcome]]] = {}
+
+
+def approvable(action: str, *, permission: str):
+    """Register how an approved `action` is carried out (decorator on a performer function)."""
+
+    def register(perform: Callable[..., ActionOutcome]) -> Callable[..., ActionOutcome]:
+        _PERFORMERS[action] = (permission, perform)
+        return perform
+
+    return register
+
+
+def approval_permission(action: str) -> str | None:
+    """The console action whose permission an approver of `action` needs (None: not approvable)."""
+    entry = _PERFORMERS.get(action)
+    return entry[0] if entry else None
+
+
+def approval_required() -> bool:
+    return bool(getattr(settings, "TASKOPS_REQUIRE_APPROVAL", False))
+
+
+def dangerous_gate(
+    *,
+    actor: Actor,
+    action: str,
+    target: str,
+    params: dict,
+    reason: str,
+    approval: PendingAction | None,
+) -> ActionOutcome | None:
+    """Let a dangerous action through (None), or stop it: refused without a reason, pending approval.
+
+    Call first thing in a dangerous service; `approval` is the approved request when the
+    action is being carried out on approval.
+    """
+    if approval is not None:
+        return None
+    if len((reason or "").strip()) < MIN_REASON_LENGTH:
+        refused(actor, action, target, params, reason,
+                "This action needs a reason: type why you are doing it (it is kept in the audit log).")
+    if not approval_required():
+        return None
+    expires = timezone.now() + timedelta(minutes=settings.TASKOPS_APPROVAL_TTL_MINUTES)
+    pending = PendingAction.objects.create(
+        action=action, target=target[:255], params=params, reason=reason,
+        requested_by=actor.db_user, requested_by_name=actor.name, expires_at=expires,
+    )
+    return audit_record(actor, action, target, params, reason, ActionOutcome(
+        AuditEntry.Outcome.PENDING,
+        f"Waiting for approval by a second person (request #{pending.pk}, expires "
+        f"{timezone.localtime(expires):%Y-%m-%d %H:%M}).",
+        {"approval_id": pending.pk},
+    ))
+
+
+def approvals_expire(*, now=None) -> int:
+    """Mark pending requests past their expiry as expired; return how many."""
+    now = now or timezone.now()
+    return PendingAction.objects.filter(
+        state=PendingAction.State.PENDING, expires_at__lte=now
+    ).update(state=PendingAction.State.EXPIRED, decided_at=now)
+
+
+def _decision_refused(actor: Actor, pending: PendingAction, verb: str, message: str):
+    refused(actor, f"approval.{verb}", f"#{pending.pk} {pending.action} {pending.target}",
+            {"approval_id": pending.pk}, "", message)
+
+
+def approval_decide(*, actor: Actor, approval_id: int, approve: bool, reason: str = "") -> ActionOutcome:
+    """Approve (and carry out) or reject a pending request; the approver must be someone else with its permission."""
+    verb = "approve" if approve else "reject"
+    approvals_expire()
+    with transaction.atomic():
+        pending = PendingAction.objects.select_for_update().filter(pk=approval_id).first()
+        if pending is None:
+            raise ActionRefused(f"There is no approval request #{approval_id}.")
+        permission, perform = _PERFORMERS.get(pending.action, ("", None))
+        is_requester = actor.db_user is not None and actor.db_user.pk == pending.requested_by_id
+        problem = ""
+        if pending.state != PendingAction.State.PENDING:
+            problem = f"Request #{pending.pk} is {pending.get_state_display().lower()}, not pending."
+        elif approve and is_requester:
+            problem = "You asked for this action: someone else must approve it."
+        elif perform is None or not can(actor.user, permission):
+            problem = "Only someone allowed to do this action may decide on it."
+        else:
+            pending.state = PendingAction.State.APPROVED if approve else PendingAction.State.REJECTED
+            pending.decided_at = timezone.now()
+            pending.decided_by = actor.db_user
+            pending.decided_by_name = actor.name
+            pending.save()
+    target = f"#{pending.pk} {pending.action} {pending.target}"
+    if problem:  # audited outside the transaction, so the refusal is kept
+        _decision_refused(actor, pending, verb, problem)
+    if not approve:
+        return audit_record(actor, "approval.reject", target, {"approval_id": pending.pk}, reason,
+                            ActionOutcome(AuditEntry.Outcome.OK, f"Rejected request #{pending.pk}."))
+    audit_record(actor, "approval.approve", target, {"approval_id": pending.pk}, reason,
+                 ActionOutcome(AuditEntry.Outcome.OK, f"Approved request #{pending.pk}."))
+    try:
+        outcome = perform(actor=actor, params=pending.params,
+                          reason=f"{pending.reason} (asked by {pending.requested_by_name}, "
+                                 f"approved by {actor.name})",
+                          approval=pending)
+    except ActionRefused as exc:
+        outcome = ActionOutcome(AuditEntry.Outcome.REFUSED, str(exc))
+    PendingAction.objects.filter(pk=pending.pk).update(outcome=outcome.outcome, message=outcome.message)
+    return outcome
+
+
+def approval_cancel(*, actor: Actor, approval_id: int) -> ActionOutcome:
+    """The requester withdraws a pending request."""
+    pending = PendingAction.objects.filter(pk=approval_id).first()
+    if pending is None:
+        raise ActionRefused(f"There is no approval request #{approval_id}.")
+    target = f"#{pending.pk} {pending.action} {pending.target}"
+    if actor.db_user is None or actor.db_user.pk != pending.requested_by_id:
+        refused(actor, "approval.cancel", target, {"approval_id": pending.pk}, "",
+                "Only the person who asked may withdraw the request.")
+    updated = PendingAction.objects.filter(pk=pending.pk, state=PendingAction.State.PENDING).update(
+        state=PendingAction.State.CANCELLED, decided_at=timezone.now(),
+        decided_by=actor.db_user, decided_by_name=actor.name)
+    if not updated:
+        refused(actor, "approval.cancel", target, {"approval_id": pending.pk}, "",
+                f"Request #{pending.pk} is no longer pending.")
+    return audit_record(actor, "approval.cancel", target, {"approval_id": pending.pk}, "",
+                        ActionOutcome(AuditEntry.Outcome.OK, f"Withdrew request #{pending.pk}."))
