@@ -2,10 +2,9 @@
 
 from django.contrib import admin
 from import_export import resources
-from import_export.admin import ExportMixin
 from import_export.formats.base_formats import CSV, JSON, XLSX
 
-from taskops.admin.pages import ReadOnlyConsoleAdmin
+from taskops.admin.pages import ConsoleExportMixin, ReadOnlyConsoleAdmin
 from taskops.models import AuditEntry
 from taskops.permissions import can
 
@@ -21,7 +20,7 @@ class AuditEntryResource(resources.ModelResource):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(ExportMixin, ReadOnlyConsoleAdmin):
+class AuditEntryAdmin(ConsoleExportMixin, ReadOnlyConsoleAdmin):
     view_action = "audit.view"
     list_display = ("created_at", "actor_name", "action", "target", "outcome", "short_message", "reason")
     list_filter = ("action", "outcome", "actor_name", "created_at")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.contrib import admin
-from django.urls import path
+from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.http import HttpResponseRedirect
+from django.urls import path, reverse
+from import_export.admin import ExportMixin
 
 from taskops.permissions import can
 
@@ -46,3 +49,17 @@ class ConsolePageAdmin(ReadOnlyConsoleAdmin):
             path(route, self.admin_site.admin_view(view), name=f"{prefix}_{suffix}")
             for route, view, suffix in self.page_urls()
         ]
+
+class ConsoleExportMixin(ExportMixin):
+    """django-import-export's export, with filters a visitor mangled answered by a message, not a 500."""
+
+    def export_action(self, request):
+        try:
+            return super().export_action(request)
+        except IncorrectLookupParameters:
+            messages.error(request, "The filters in the address are not valid: nothing was exported.")
+            opts = self.model._meta
+            return HttpResponseRedirect(
+                reverse(f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_changelist")
+                + "?e=1"
+            )

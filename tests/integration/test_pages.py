@@ -89,26 +89,6 @@ def test_every_console_url_has_a_permission_expectation():
     assert _console_url_names() - DJANGO_OWN == expected
 
 
-@pytest.fixture
-def existing_run_and_job():
-    from django_celery_results.models import TaskResult
-
-    from taskops.models import RetryJob
-
-    TaskResult.objects.create(task_id=RUN, task_name="demo.tasks.flaky_call", status="FAILURE")
-    RetryJob.objects.create(pk=JOB, description="permissions", state="done")
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from taskops.models import PendingAction
-
-    PendingAction.objects.create(pk=APPROVAL, action="queue.purge", target="default",
-                                 params={"queue": "default"}, reason="permissions",
-                                 requested_by_name="someone",
-                                 expires_at=timezone.now() + timedelta(hours=1))
-
-
 @pytest.mark.parametrize("role", ROLES)
 def test_pages_and_actions_answer_each_role_as_expected(role, role_client, isolated_broker,
                                                         existing_run_and_job):
