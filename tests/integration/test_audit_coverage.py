@@ -1,0 +1,130 @@
+"""Every mutating action the console offers, performed over HTTP: exactly one audit entry each, with its outcome."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+from django_celery_results.models import TaskResult
+
+from taskops.models import AuditEntry, PendingAction, RetryJob
+from tests.integration.test_pages import POST_ACTIONS
+from tests.support.poll import poll_until
+from tests.support.tasks import send, unique
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@dataclass
+class Cluster:
+    """What the actions act on: a queue with a worker, a spare worker, a failed run, a job."""
+
+    queue: str
+    worker: str
+    spare: str
+    failed_id: str
+    job_id: int
+    user: object
+
+
+@dataclass(frozen=True)
+class Case:
+    """One action: its URL arguments and form, and the audit action it must record."""
+
+    args: Callable[[Cluster], tuple]
+    data: Callable[[Cluster], dict]
+    audit_action: str
+
+
+def _pending(cluster: Cluster, *, mine: bool) -> tuple:
+    pending = PendingAction.objects.create(
+        action="queue.purge", target=cluster.queue, params={"queue": cluster.queue},
+        reason="coverage", requested_by=cluster.user if mine else None,
+        requested_by_name="coverage" if mine else "someone-else",
+        expires_at=timezone.now() + timedelta(hours=1))
+    return (pending.pk,)
+
+
+REASON = {"reason": "audit coverage"}
+CASES: dict[str, Case] = {
+    "admin:taskops_queue_pause": Case(lambda c: (c.queue,), lambda c: REASON, "queue.pause"),
+    "admin:taskops_queue_resume": Case(lambda c: (c.queue,), lambda c: REASON, "queue.resume"),
+    "admin:taskops_queue_purge": Case(lambda c: (c.queue,), lambda c: {**REASON, "confirm": c.queue},
+                                      "queue.purge"),
+    "admin:taskops_worker_pool": Case(lambda c: (c.worker,), lambda c: {"direction": "grow", "n": 1},
+                                      "worker.pool_grow"),
+    "admin:taskops_worker_autoscale": Case(lambda c: (c.worker,),
+                                           lambda c: {"max_processes": 3, "min_processes": 1},
+                                           "worker.autoscale"),
+    "admin:taskops_worker_rate_limit": Case(
+        lambda c: (c.worker,), lambda c: {"task_name": "demo.tasks.generate_report", "rate": "10/m"},
+        "worker.rate_limit"),
+    "admin:taskops_worker_shutdown": Case(lambda c: (c.spare,),
+                                          lambda c: {**REASON, "confirm": c.spare}, "worker.shutdown"),
+    "admin:taskops_task_revoke": Case(lambda c: (), lambda c: {"task_id": str(uuid.uuid4())},
+                                      "task.revoke"),
+    "admin:taskops_taskrun_retry": Case(lambda c: (c.failed_id,), lambda c: REASON, "task.retry"),
+    "admin:taskops_taskrun_retry_edited": Case(
+        lambda c: (c.failed_id,),
+        lambda c: {"args": json.dumps([str(uuid.uuid4()), "2026-01-01T00:00:00+00:00"]),
+                   "kwargs": "{}", "queue": c.queue, "priority": "3", **REASON},
+        "task.retry_edited"),
+    "admin:taskops_taskrun_retry_matching": Case(lambda c: (), lambda c: {"q": c.failed_id, **REASON},
+                                                 "task.retry"),
+    "admin:taskops_taskrun_job_resume": Case(lambda c: (c.job_id,), lambda c: REASON,
+                                             "task.retry_bulk_resume"),
+    "admin:taskops_task_run": Case(
+        lambda c: ("demo.tasks.generate_report",),
+        lambda c: {"arg_report": '"coverage"', "arg_day": "", "arg_rows": "2", "queue": c.queue,
+                   **REASON},
+        "task.trigger"),
+    "admin:taskops_pendingaction_decide": Case(lambda c: _pending(c, mine=False),
+                                               lambda c: {"decision": "reject", **REASON},
+                                               "approval.reject"),
+    "admin:taskops_pendingaction_cancel": Case(lambda c: _pending(c, mine=True), lambda c: {},
+                                               "approval.cancel"),
+}
+
+
+def test_every_mutating_action_is_covered_here():
+    assert set(CASES) == {name for name, _ in POST_ACTIONS}
+
+
+@pytest.fixture
+def cluster(start_worker, django_user_model, client):
+    from demo.models import PartnerStatus
+
+    queue = unique("audit")
+    worker = start_worker(queue)
+    spare = start_worker(unique("spare"))
+    PartnerStatus.objects.create(name="billing", down=True)
+    sent = send("demo.tasks.sync_invoices", args=[str(uuid.uuid4()), "2026-01-01T00:00:00+00:00"],
+                queue=queue)
+    poll_until(lambda: TaskResult.objects.filter(task_id=sent.id, status="FAILURE").exists(),
+               timeout=30, message="the run to retry fails")
+    PartnerStatus.objects.filter(name="billing").update(down=False)
+    user = django_user_model.objects.create_superuser("coverage", password="x")
+    client.force_login(user)
+    job = RetryJob.objects.create(description="coverage", state="done", created_by=user)
+    return Cluster(queue, worker.name, spare.name, sent.id, job.pk, user)
+
+
+def test_each_mutating_action_writes_exactly_one_audit_entry_with_its_outcome(client, cluster):
+    for name, case in CASES.items():
+        before = set(AuditEntry.objects.values_list("pk", flat=True))
+
+        response = client.post(reverse(name, args=case.args(cluster)), case.data(cluster))
+
+        assert response.status_code == 302, (name, response.status_code)
+        new = list(AuditEntry.objects.exclude(pk__in=before))
+        assert len(new) == 1, (name, [(e.action, e.outcome, e.message) for e in new])
+        entry = new[0]
+        assert entry.action == case.audit_action, (name, entry.action)
+        assert entry.outcome in dict(AuditEntry.Outcome.choices), (name, entry.outcome)
+        assert entry.actor_name == "coverage" and entry.source_ip == "127.0.0.1", name
