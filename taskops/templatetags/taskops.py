@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import template
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 register = template.Library()
 
@@ -55,3 +56,45 @@ def seconds(value) -> str:
     if minutes:
         return f"{minutes} min {secs} s"
     return f"{secs} s"
+
+
+@register.simple_tag(takes_context=True)
+def taskops_safety_banner(context) -> str:
+    """Read-only mode, and the approval requests this user may decide on, as a banner."""
+    from django.db import DatabaseError
+    from django.urls import reverse
+    from django.utils import timezone
+
+    from taskops.models import PendingAction
+    from taskops.permissions import can, read_only
+    from taskops.services.approvals import approval_permission
+
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    if user is None or not user.is_active or not user.is_staff:
+        return ""
+    parts = []
+    if read_only():
+        parts.append(format_html(
+            '<li class="warning">{}</li>',
+            "Read-only mode: the console shows everything and changes nothing (TASKOPS_READ_ONLY).",
+        ))
+    if can(user, "approval.view"):
+        try:
+            actions = list(
+                PendingAction.objects.filter(state=PendingAction.State.PENDING,
+                                             expires_at__gt=timezone.now())
+                .exclude(requested_by=user).values_list("action", flat=True)
+            )
+        except DatabaseError:
+            actions = []
+        waiting = sum(1 for action in actions if can(user, approval_permission(action) or "-"))
+        if waiting:
+            url = reverse("admin:taskops_pendingaction_changelist") + "?state__exact=pending"
+            parts.append(format_html(
+                '<li class="info"><a href="{}" data-approvals-waiting="{}">{} request{} {} for your approval.</a></li>',
+                url, waiting, waiting, "s" if waiting != 1 else "", "wait" if waiting != 1 else "waits",
+            ))
+    if not parts:
+        return ""
+    return format_html('<ul class="messagelist taskops-safety">{}</ul>', mark_safe("".join(parts)))

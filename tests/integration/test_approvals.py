@@ -191,3 +191,22 @@ def test_operations_export_the_filtered_audit_log_and_support_may_not(role_clien
     support = Client()
     support.force_login(people["support"].user)
     assert _export(support, "0").status_code == 403
+
+
+def test_every_page_tells_who_may_decide_that_requests_wait_and_shows_read_only_mode(
+    people, full_queue, settings
+):
+    settings.TASKOPS_REQUIRE_APPROVAL = True
+    queue_purge(actor=people["ops1"], queue=full_queue, confirm=full_queue, reason="bad deploy")
+    requester, approver, support = Client(), Client(), Client()
+    requester.force_login(people["ops1"].user)
+    approver.force_login(people["ops2"].user)
+    support.force_login(people["support"].user)
+    index = reverse("admin:index")
+
+    assert 'data-approvals-waiting="1"' in approver.get(index).content.decode()
+    assert "data-approvals-waiting" not in requester.get(index).content.decode()
+    assert "data-approvals-waiting" not in support.get(index).content.decode()  # may not purge
+
+    settings.TASKOPS_READ_ONLY = True
+    assert "Read-only mode" in approver.get(index).content.decode()
