@@ -32,6 +32,21 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def env_json(name: str, default):
+    """Return a JSON environment variable, or `default` when unset; a bad value names the variable."""
+    import json
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid JSON ({exc}): {value[:80]!r}") from exc
+
+
 def redis_url_with_db(url: str, db: int) -> str:
     """The same Redis server as `url` with another database number; "" for a non-Redis URL."""
     if not url.startswith(("redis://", "rediss://")):

@@ -62,3 +62,17 @@ def test_cache_url_is_the_brokers_redis_database_1(broker, cache):
     from console.envconf import redis_url_with_db
 
     assert redis_url_with_db(broker, 1) == cache
+
+
+def test_a_bad_json_setting_names_the_variable(monkeypatch):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from console.envconf import env_json
+
+    monkeypatch.setenv("TASKOPS_REPORTS", '{"Sales": ')
+    with pytest.raises(ImproperlyConfigured, match="TASKOPS_REPORTS is not valid JSON"):
+        env_json("TASKOPS_REPORTS", None)
+    monkeypatch.setenv("TASKOPS_REPORTS", '{"Sales": "demo.tasks.*"}')
+    assert env_json("TASKOPS_REPORTS", None) == {"Sales": "demo.tasks.*"}
+    monkeypatch.delenv("TASKOPS_REPORTS")
+    assert env_json("TASKOPS_REPORTS", {"x": 1}) == {"x": 1}
