@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import warnings
@@ -10,7 +9,7 @@ from pathlib import Path
 
 from kombu import Exchange, Queue
 
-from console.envconf import database_from_url, env_bool, env_list, redis_url_with_db
+from console.envconf import database_from_url, env_bool, env_json, env_list, redis_url_with_db
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("TASKOPS_VAR_DIR", BASE_DIR / "var")).resolve()
@@ -226,6 +225,8 @@ TASKOPS_LIVE_TTL = float(os.environ.get("TASKOPS_LIVE_TTL", "2.0"))
 TASKOPS_SAMPLE_INTERVAL = float(os.environ.get("TASKOPS_SAMPLE_INTERVAL", "10"))
 TASKOPS_DEPTH_RETENTION_HOURS = float(os.environ.get("TASKOPS_DEPTH_RETENTION_HOURS", "24"))
 TASKOPS_WORKER_AGE_OUT_HOURS = float(os.environ.get("TASKOPS_WORKER_AGE_OUT_HOURS", "24"))
+# A schedule whose expected run was not sent this many seconds after its time is flagged late.
+TASKOPS_BEAT_GRACE_SECONDS = float(os.environ.get("TASKOPS_BEAT_GRACE_SECONDS", "60"))
 # The queue of the console's own tasks (bulk retry jobs).
 TASKOPS_QUEUE = os.environ.get("TASKOPS_QUEUE", "default")
 # Bulk retry: runs sent per chunk, an optional pause between chunks, the runner's lease.
@@ -253,8 +254,9 @@ TASKOPS_BULK_RETRY_REASON_THRESHOLD = int(
 )
 
 # --- Reports and metrics ----------------------------------------------------------------
-# Which tasks are reports: {"title": "task name or fnmatch pattern"} (JSON in the env var).
-TASKOPS_REPORTS = json.loads(os.environ.get("TASKOPS_REPORTS", "null") or "null") or {
+# Which tasks are reports: {"title": "task name or fnmatch pattern", "title 2": [names or
+# patterns]} (JSON in the env var); a report task returns the path of its output file.
+TASKOPS_REPORTS = env_json("TASKOPS_REPORTS", None) or {
     "Daily reports": "demo.tasks.generate_report",
 }
 # /metrics answers a staff login with the dashboard permission, or this bearer token.
@@ -265,6 +267,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # sys.__stderr__: Celery redirects sys.stderr into its logger in workers and beat, and a
+    # handler writing there again would be dropped as recursion.
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
+                             "stream": "ext://sys.__stderr__"}},
     "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
 }

@@ -15,5 +15,5 @@ class TaskOpsConfig(AppConfig):
 
         post_migrate.connect(roles_sync_after_migrate, sender=self)
         # Celery signal receivers: call capture and paused queues/kept revokes in workers,
-        # the sampler in beat.
-        from taskops import capture, sampler, worker_hooks  # noqa: F401
+        # the sampler and the dispatch record in beat.
+        from taskops import beat_dispatch, capture, sampler, worker_hooks  # noqa: F401

@@ -63,3 +63,13 @@ def shared_value(key: str, ttl: float, compute: Callable[[], T], *, wait: float 
 def drop(key: str) -> None:
     """Forget the shared value of `key` (after an action changed what it shows)."""
     _guard(lambda: cache.delete_many([f"{key}:fresh", f"{key}:stale"]), None)
+
+
+def values_get(keys: list[str]) -> dict:
+    """The cached values of `keys` that exist, in one round trip ({} when the cache is down)."""
+    return _guard(lambda: cache.get_many(keys), {}) if keys else {}
+
+
+def values_set(values: dict, timeout: float | None) -> None:
+    """Store `values` in one round trip (skipped when the cache is down)."""
+    _guard(lambda: cache.set_many(values, timeout=timeout), None)

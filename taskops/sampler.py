@@ -1,4 +1,4 @@
-"""A sampler thread inside beat (one per deployment): queue depth history and workers seen."""
+"""A sampler thread inside beat (one per deployment): queue depth history, workers seen, beat health."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ log = logging.getLogger(__name__)
 
 
 def sampler_loop(stop: threading.Event, interval: float) -> None:
-    """Every `interval` seconds record queue depths and who is online, until `stop` is set."""
+    """Every `interval` seconds record queue depths and who is online, and publish beat's health."""
     from taskops.connection import BrokerUnavailable
     from taskops.selectors import configured_queue_names
+    from taskops.selectors.beat_health import beat_health_publish
     from taskops.services import cluster_sample
 
     while not stop.is_set():
@@ -26,6 +27,10 @@ def sampler_loop(stop: threading.Event, interval: float) -> None:
             log.warning("TaskOps sampler: broker unavailable: %s", exc)
         except Exception:
             log.exception("TaskOps sampler: sample failed")
+        try:
+            beat_health_publish()
+        except Exception:
+            log.exception("TaskOps sampler: beat health failed")
         finally:
             close_old_connections()
         stop.wait(interval)

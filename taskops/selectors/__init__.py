@@ -9,7 +9,6 @@ from taskops.selectors.catalog import (
     task_detail,
 )
 from taskops.selectors.live import (
-    BeatStatus,
     ClusterReading,
     FailureRow,
     QueueDetail,
@@ -17,7 +16,6 @@ from taskops.selectors.live import (
     SPARKLINE_POINTS,
     WorkerDetail,
     WorkerRow,
-    beat_status,
     cluster_reading,
     configured_queue_names,
     failure_recent,
@@ -40,7 +38,6 @@ __all__ = [
     "TaskParameter",
     "task_catalog",
     "task_detail",
-    "BeatStatus",
     "ClusterReading",
     "FailureRow",
     "QueueDetail",
@@ -48,7 +45,6 @@ __all__ = [
     "SPARKLINE_POINTS",
     "WorkerDetail",
     "WorkerRow",
-    "beat_status",
     "cluster_reading",
     "configured_queue_names",
     "failure_recent",

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Max
 from django.utils import timezone
 
 from taskops import broker, cache, control
@@ -233,50 +232,6 @@ def failure_recent(*, limit: int = 8) -> list[FailureRow]:
         FailureRow(task_id, task_name or "", worker or "", done, periodic or "")
         for task_id, task_name, worker, done, periodic in rows
     ]
-
-
-@dataclass(frozen=True)
-class BeatStatus:
-    last_sample_at: datetime | None
-    last_periodic_run_at: datetime | None
-    last_periodic_name: str
-    last_dispatch_at: datetime | None
-    enabled_schedules: int
-
-    @property
-    def sampler_age_seconds(self) -> float | None:
-        if self.last_sample_at is None:
-            return None
-        return (timezone.now() - self.last_sample_at).total_seconds()
-
-    @property
-    def healthy(self) -> bool:
-        interval = float(getattr(settings, "TASKOPS_SAMPLE_INTERVAL", 10) or 10)
-        age = self.sampler_age_seconds
-        return age is not None and age < interval * 3 + 5
-
-
-def beat_status() -> BeatStatus:
-    """Beat's last signs of life: its sampler tick, the newest periodic run, the newest dispatch."""
-    from django_celery_beat.models import PeriodicTask
-    from django_celery_results.models import TaskResult
-
-    last_sample = QueueDepthSample.objects.aggregate(at=Max("sampled_at"))["at"]
-    last_run = (
-        TaskResult.objects.filter(periodic_task_name__isnull=False)
-        .exclude(periodic_task_name="")
-        .order_by("-date_created")
-        .values_list("date_created", "periodic_task_name")
-        .first()
-    )
-    beat = PeriodicTask.objects.filter(enabled=True).aggregate(last=Max("last_run_at"))
-    return BeatStatus(
-        last_sample_at=last_sample,
-        last_periodic_run_at=last_run[0] if last_run else None,
-        last_periodic_name=last_run[1] if last_run else "",
-        last_dispatch_at=beat["last"],
-        enabled_schedules=PeriodicTask.objects.filter(enabled=True).count(),
-    )
 
 
 @dataclass(frozen=True)

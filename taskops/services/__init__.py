@@ -8,6 +8,19 @@ from taskops.services.approvals import (
 )
 from taskops.services.base import LIVE_CACHE_KEY, ActionOutcome, ActionRefused, Actor
 from taskops.services.catalog import task_send
+from taskops.services.schedule_import import (
+    schedule_export,
+    schedule_import,
+    schedule_import_preview,
+)
+from taskops.services.schedules import (
+    schedule_clone,
+    schedule_delete,
+    schedule_enable,
+    schedule_restore,
+    schedule_run_now,
+    schedule_save,
+)
 from taskops.services.runs import (
     retry_job_create,
     retry_job_process,
@@ -50,6 +63,15 @@ __all__ = [
     "queue_resume",
     "retry_job_create",
     "retry_job_process",
+    "schedule_clone",
+    "schedule_delete",
+    "schedule_enable",
+    "schedule_export",
+    "schedule_import",
+    "schedule_import_preview",
+    "schedule_restore",
+    "schedule_run_now",
+    "schedule_save",
     "retry_job_resume",
     "task_retry",
     "task_retry_edited",

@@ -26,15 +26,17 @@ def _when_text(countdown: float | None, eta: datetime | None) -> str:
     return ""
 
 
-def _run_record_pending(task_id: str, name: str, args: list, kwargs: dict) -> None:
+def _run_record_pending(task_id: str, name: str, args: list, kwargs: dict,
+                        periodic_task_name: str | None = None) -> None:
     """A PENDING row for the new run, so its page exists (and follows it) before a worker starts it.
 
     Its arguments are stored as the results backend stores them (a JSON-encoded repr, cut at
-    1 KB); the worker's first state update rewrites the same row.
+    1 KB); the worker's first state update rewrites the same row. A schedule run now carries
+    its schedule's name, as beat's runs do, so it shows in the schedule's history at once.
     """
     amqp = celery_app().amqp
     TaskResult.objects.get_or_create(task_id=task_id, defaults={
-        "task_name": name, "status": "PENDING",
+        "task_name": name, "status": "PENDING", "periodic_task_name": periodic_task_name,
         "task_args": json.dumps(saferepr(tuple(args), amqp.argsrepr_maxsize)),
         "task_kwargs": json.dumps(saferepr(kwargs, amqp.kwargsrepr_maxsize)),
     })

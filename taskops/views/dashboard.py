@@ -6,6 +6,7 @@ from django.http import HttpRequest
 
 from taskops import selectors
 from taskops.permissions import can
+from taskops.selectors.beat_health import beat_health_shared
 
 
 def dashboard_context(request: HttpRequest) -> dict:
@@ -15,7 +16,7 @@ def dashboard_context(request: HttpRequest) -> dict:
     if not context["show_dashboard"]:
         return context
     context["reading"] = selectors.cluster_reading()
-    context["beat"] = selectors.beat_status()
+    context["beat"] = beat_health_shared()
     context["can_see_workers"] = can(user, "worker.view")
     if can(user, "run.view"):
         context["failures"] = selectors.failure_recent()

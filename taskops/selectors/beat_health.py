@@ -1,0 +1,196 @@
+"""Beat's health: when it last dispatched, whether it is alive, and schedules whose expected run did not happen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Max, OuterRef, Subquery
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+from django_celery_results.models import TaskResult
+
+from taskops.beat_dispatch import dispatch_read
+from taskops.models import QueueDepthSample
+from taskops.schedule_definitions import SCHEDULE_KINDS
+
+DEFAULT_GRACE_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class LateSchedule:
+    """A schedule whose expected run did not happen within the grace period."""
+
+    name: str
+    expected_at: datetime
+    last_seen_at: datetime | None  # its last send (beat's record) or run (results), None if never
+    missed: bool = False  # the run after the expected one is overdue too: at least one run was skipped
+
+    @property
+    def state(self) -> str:
+        return "missed" if self.missed else "late"
+
+
+@dataclass(frozen=True)
+class BeatHealth:
+    checked_at: datetime
+    grace_seconds: float
+    last_dispatch_at: datetime | None
+    last_dispatch_name: str
+    dispatch_recorded: bool  # beat's own record answered (else only runs the workers stored count)
+    last_sample_at: datetime | None
+    sampler_alive: bool | None  # None: the sampler is turned off (TASKOPS_SAMPLE_INTERVAL=0)
+    enabled_schedules: int
+    due_not_sent: bool  # schedules are due and beat has sent nothing since the first of them
+    late: tuple[LateSchedule, ...] = ()
+    unchecked: tuple[str, ...] = ()  # schedules whose runs cannot be computed here
+
+    @property
+    def ok(self) -> bool:
+        return not self.late and self.sampler_alive is not False
+
+    @property
+    def sampler_age_seconds(self) -> float | None:
+        if self.last_sample_at is None:
+            return None
+        return (self.checked_at - self.last_sample_at).total_seconds()
+
+    @property
+    def dispatch_age_seconds(self) -> float | None:
+        if self.last_dispatch_at is None:
+            return None
+        return max(0.0, (self.checked_at - self.last_dispatch_at).total_seconds())
+
+    @property
+    def late_names(self) -> frozenset[str]:
+        return frozenset(s.name for s in self.late)
+
+    def late_for(self, name: str) -> LateSchedule | None:
+        """The late or missed run of the schedule `name`, or None (for flags in the schedule list)."""
+        return next((s for s in self.late if s.name == name), None)
+
+
+def grace_seconds() -> float:
+    return float(getattr(settings, "TASKOPS_BEAT_GRACE_SECONDS", DEFAULT_GRACE_SECONDS))
+
+
+def _sampler_alive(last_sample_at: datetime | None, now: datetime) -> bool | None:
+    interval = float(getattr(settings, "TASKOPS_SAMPLE_INTERVAL", 10) or 0)
+    if interval <= 0:
+        return None
+    return last_sample_at is not None and (now - last_sample_at).total_seconds() < interval * 3 + 5
+
+
+def _fire_after(task: PeriodicTask, after: datetime, now: datetime) -> datetime | None:
+    """The schedule's first fire time after `after`, as beat computes it (None for a clocked one)."""
+    if task.clocked_id:
+        return None
+    schedule = task.schedule  # Celery's own schedule object: beat asks it the same question
+    zone = getattr(schedule, "tz", None) or timezone.get_default_timezone()
+    schedule.nowfun = lambda: now.astimezone(zone)
+    return now + schedule.remaining_estimate(after.astimezone(zone))
+
+
+def _latest(*times: datetime | None) -> datetime | None:
+    return max((t for t in times if t is not None), default=None)
+
+
+def _late(task: PeriodicTask, seen: datetime | None, now: datetime, grace: timedelta) -> LateSchedule | None:
+    """The late (or missed) run of one enabled schedule, or None when it is on time."""
+    if task.start_time is not None and task.start_time > now:
+        return None  # beat does not start it before then
+    if task.expires is not None and task.expires <= now:
+        return None  # beat disables it instead of sending it
+    if task.one_off and task.total_run_count > 0:
+        return None  # sent once; beat disables it
+    if task.clocked_id:
+        expected = task.clocked.clocked_time
+        if seen is not None and seen >= expected:
+            return None
+        following = None
+    elif seen is None and task.last_run_at is None and task.start_time is not None:
+        expected = max(task.start_time, task.date_changed)  # beat sends it as soon as it may
+        following = _fire_after(task, expected, now)
+    else:
+        # Beat counts from the last send it knows of; a schedule it never sent (or one enabled
+        # or edited since) from its last change.
+        expected = _fire_after(task, _latest(seen, task.last_run_at, task.date_changed), now)
+        following = _fire_after(task, expected, now)
+    if now - expected <= grace:
+        return None
+    return LateSchedule(name=task.name, expected_at=expected, last_seen_at=seen,
+                        missed=following is not None and now - following > grace)
+
+
+def beat_health(*, now: datetime | None = None) -> BeatHealth:
+    """Beat's health now: its last dispatch, its sampler, and every enabled schedule that is overdue.
+
+    Two queries and one cache read, however many schedules there are.
+    """
+    now = now or timezone.now()
+    grace = grace_seconds()
+    last_run = (TaskResult.objects.filter(periodic_task_name=OuterRef("name"))
+                .order_by("-date_done", "-id").values("date_created")[:1])
+    tasks = list(PeriodicTask.objects.filter(enabled=True).select_related(*SCHEDULE_KINDS)
+                 .annotate(last_result_at=Subquery(last_run)).order_by("name"))
+    last_sample = QueueDepthSample.objects.aggregate(at=Max("sampled_at"))["at"]
+    recorded_at, recorded_name, sent = dispatch_read([task.name for task in tasks])
+
+    late: list[LateSchedule] = []
+    unchecked: list[str] = []
+    for task in tasks:
+        seen = _latest(sent.get(task.name), task.last_result_at)
+        try:
+            found = _late(task, seen, now, timedelta(seconds=grace))
+        except Exception:  # noqa: BLE001 - a stored schedule Celery cannot read (or solar without ephem)
+            unchecked.append(task.name)
+            continue
+        if found is not None:
+            late.append(found)
+
+    ran = [(task.last_result_at, task.name) for task in tasks if task.last_result_at is not None]
+    last_at, last_name = max([*ran, (recorded_at, recorded_name)] if recorded_at else ran,
+                             default=(None, ""), key=lambda pair: pair[0])
+    first_due = min((s.expected_at for s in late), default=None)
+    return BeatHealth(
+        checked_at=now,
+        grace_seconds=grace,
+        last_dispatch_at=last_at,
+        last_dispatch_name=last_name,
+        dispatch_recorded=recorded_at is not None,
+        last_sample_at=last_sample,
+        sampler_alive=_sampler_alive(last_sample, now),
+        enabled_schedules=len(tasks),
+        due_not_sent=first_due is not None and (last_at is None or last_at < first_due),
+        late=tuple(sorted(late, key=lambda s: s.expected_at)),
+        unchecked=tuple(unchecked),
+    )
+
+
+HEALTH_CACHE_KEY = "taskops:beat-health"
+PUBLISHED_KEY = "taskops:beat-health:published"
+# Without beat's published reading (beat down, or an older beat), viewers compute it themselves
+# at most this often: with thousands of schedules one computation takes seconds.
+FALLBACK_TTL = 30.0
+
+
+def beat_health_publish() -> BeatHealth:
+    """Compute beat's health inside beat (its sampler thread) and share it with every viewer."""
+    from taskops import cache
+
+    health = beat_health()
+    interval = float(getattr(settings, "TASKOPS_SAMPLE_INTERVAL", 10) or 10)
+    cache.values_set({PUBLISHED_KEY: health}, timeout=interval * 3 + 5)
+    return health
+
+
+def beat_health_shared() -> BeatHealth:
+    """Beat's health as beat last published it, else computed at most once per FALLBACK_TTL."""
+    from taskops import cache
+
+    published = cache.values_get([PUBLISHED_KEY]).get(PUBLISHED_KEY)
+    if isinstance(published, BeatHealth):
+        return published
+    ttl = max(float(getattr(settings, "TASKOPS_LIVE_TTL", 2.0)), FALLBACK_TTL)
+    return cache.shared_value(HEALTH_CACHE_KEY, ttl, beat_health)
