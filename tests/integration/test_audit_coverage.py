@@ -31,6 +31,7 @@ class Cluster:
     failed_id: str
     job_id: int
     user: object
+    schedule_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,32 @@ def _pending(cluster: Cluster, *, mine: bool) -> tuple:
         requested_by_name="coverage" if mine else "someone-else",
         expires_at=timezone.now() + timedelta(hours=1))
     return (pending.pk,)
+
+
+def _schedule(cluster: Cluster) -> tuple:
+    """A disabled schedule of the coverage queue (no audit entry of its own)."""
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    every, _ = IntervalSchedule.objects.get_or_create(every=1, period="hours")
+    task = PeriodicTask.objects.create(name=unique("coverage"), task="demo.tasks.generate_report",
+                                       interval=every, args='["coverage"]', queue=cluster.queue,
+                                       enabled=False)
+    return (task.pk,)
+
+
+def _schedule_version(cluster: Cluster) -> tuple:
+    """A kept version of a schedule that has changed since (so restoring it changes something)."""
+    from django_celery_beat.models import PeriodicTask
+
+    from taskops.models import ScheduleVersion
+    from taskops.schedule_definitions import definition_of
+
+    task = PeriodicTask.objects.get(pk=_schedule(cluster)[0])
+    version = ScheduleVersion.objects.create(periodic_task=task, name=task.name, actor_name="coverage",
+                                             action="created", definition=definition_of(task))
+    task.args = '["changed"]'
+    task.save()
+    return (version.pk,)
 
 
 REASON = {"reason": "audit coverage"}
@@ -89,11 +116,68 @@ CASES: dict[str, Case] = {
                                                "approval.reject"),
     "admin:taskops_pendingaction_cancel": Case(lambda c: _pending(c, mine=True), lambda c: {},
                                                "approval.cancel"),
+    "admin:taskops_schedule_import_confirm": Case(lambda c: (),
+                                                  lambda c: {"payload": "not a preview", **REASON},
+                                                  "schedule.import"),
+    "admin:taskops_schedule_restore": Case(_schedule_version, lambda c: REASON, "schedule.restore"),
+    "admin:taskops_schedule_run": Case(_schedule, lambda c: REASON, "schedule.run"),
+    "admin:taskops_schedule_clone": Case(_schedule, lambda c: REASON, "schedule.clone"),
+}
+
+
+def _schedule_form(c: Cluster, name: str) -> dict:
+    return {"name": name, "task": "demo.tasks.generate_report", "kind": "interval", "every": "5",
+            "period": "minutes", "timezone": "UTC", "args": '["coverage"]', "kwargs": "{}",
+            "queue": c.queue, "headers": "{}", "enabled": "on", **REASON}
+
+
+def _schedule_edit(c: Cluster) -> dict:
+    from django_celery_beat.models import PeriodicTask
+
+    from taskops.schedule_definitions import definition_of
+    from taskops.selectors.schedules import definition_fingerprint
+
+    task = PeriodicTask.objects.get(pk=c.schedule_id)
+    return {**_schedule_form(c, task.name), "every": "7",
+            "based_on": definition_fingerprint(definition_of(task))}
+
+
+# The schedule editor's own forms (Django's URL names): created, edited, deleted.
+FORM_CASES: dict[str, Case] = {
+    "admin:django_celery_beat_periodictask_add": Case(
+        lambda c: (), lambda c: _schedule_form(c, "coverage new"), "schedule.create"),
+    "admin:django_celery_beat_periodictask_change": Case(
+        lambda c: (c.schedule_id,), _schedule_edit, "schedule.edit"),
+    "admin:django_celery_beat_periodictask_delete": Case(
+        lambda c: (c.schedule_id,), lambda c: REASON, "schedule.delete"),
+}
+
+
+def _admin_action(action: str, selected: Callable[[Cluster], object]) -> Callable[[Cluster], dict]:
+    return lambda c: {"action": action, "_selected_action": [selected(c)], "index": "0", **REASON}
+
+
+def _run_pk(c: Cluster) -> int:
+    return TaskResult.objects.get(task_id=c.failed_id).pk
+
+
+# Admin actions on the lists: (changelist, action) -> the case.
+ACTION_CASES: dict[tuple[str, str], Case] = {
+    ("admin:taskops_taskrun_changelist", "retry_selected"): Case(
+        lambda c: (), _admin_action("retry_selected", _run_pk), "task.retry"),
+    **{("admin:django_celery_beat_periodictask_changelist", f"{verb}_selected"): Case(
+        lambda c: (), _admin_action(f"{verb}_selected", lambda c: c.schedule_id), f"schedule.{verb}")
+       for verb in ("disable", "enable", "run", "clone")},
 }
 
 
 def test_every_mutating_action_is_covered_here():
+    from tests.integration.test_pages import ADMIN_ACTIONS, SCHEDULE_FORMS
+
     assert set(CASES) == {name for name, _ in POST_ACTIONS}
+    assert set(FORM_CASES) == {name for name, _ in SCHEDULE_FORMS
+                               if name.endswith(("_add", "_change", "_delete"))}
+    assert set(ACTION_CASES) == set(ADMIN_ACTIONS)
 
 
 @pytest.fixture
@@ -112,11 +196,19 @@ def cluster(start_worker, django_user_model, client):
     user = django_user_model.objects.create_superuser("coverage", password="x")
     client.force_login(user)
     job = RetryJob.objects.create(description="coverage", state="done", created_by=user)
-    return Cluster(queue, worker.name, spare.name, sent.id, job.pk, user)
+    from taskops.schedule_definitions import definition_apply
+
+    schedule = definition_apply({
+        "name": "coverage schedule", "task": "demo.tasks.generate_report", "args": ["coverage"],
+        "queue": queue, "enabled": True,
+        "schedule": {"kind": "interval", "every": 5, "period": "minutes"}})
+    return Cluster(queue, worker.name, spare.name, sent.id, job.pk, user, schedule.pk)
 
 
 def test_each_mutating_action_writes_exactly_one_audit_entry_with_its_outcome(client, cluster):
-    for name, case in CASES.items():
+    every_case = [*CASES.items(), *ACTION_CASES.items(), *FORM_CASES.items()]
+    for key, case in every_case:
+        name = key[0] if isinstance(key, tuple) else key
         before = set(AuditEntry.objects.values_list("pk", flat=True))
 
         response = client.post(reverse(name, args=case.args(cluster)), case.data(cluster))

@@ -11,6 +11,7 @@ from django.test import Client
 from django.urls import get_resolver, reverse
 
 from taskops.models import AuditEntry, QueuePause
+from tests.support.faults import FAILURES, broker_failing
 from tests.support.tasks import send, unique
 from tests.support.poll import poll_until
 
@@ -25,6 +26,9 @@ RUN = "run-for-permissions"
 JOB = 4242
 APPROVAL = 77
 TASK = "demo.tasks.generate_report"
+REPORT = "daily-reports"
+SCHEDULE = 4343  # a periodic task (existing_run_and_job) and a schedule version id (none)
+VERSION = 4344
 
 # Every URL the console adds: (url name, args) -> expected status per role.
 # GET pages answer 200 or 403; POST actions, sent with input that fails validation, answer
@@ -43,6 +47,15 @@ GET_PAGES = {
     ("admin:taskops_taskrun_job", (JOB,)): READERS,
     ("admin:taskops_task_changelist", ()): READERS,
     ("admin:taskops_task_detail", (TASK,)): READERS,
+    ("admin:taskops_report_changelist", ()): READERS,
+    ("admin:taskops_report_detail", (REPORT,)): READERS,
+    ("admin:taskops_report_export", (REPORT, "csv")): {**READERS, "Support": 403},
+    # RUN is not a report run: 404 once the permission check has passed.
+    ("admin:taskops_report_output", (RUN,)): {**{r: 404 for r in READERS}, "staff": 403},
+    ("admin:taskops_schedule_preview", ()): READERS,
+    ("admin:taskops_schedule_versions", ()): READERS,
+    ("admin:taskops_schedule_export", ()): READERS,
+    ("admin:taskops_schedule_import", ()): {**READERS, "Support": 403, "Managers": 403},
 }
 POST_ACTIONS = {
     ("admin:taskops_queue_pause", ("default",)): OPS_ONLY,
@@ -62,6 +75,10 @@ POST_ACTIONS = {
     ("admin:taskops_pendingaction_cancel", (APPROVAL,)): SUPPORT_TOO,
     ("admin:taskops_task_run", (TASK,)): {**SUPPORT_TOO, "superuser": 200, "Operations": 200,
                                           "Support": 200},
+    ("admin:taskops_schedule_restore", (VERSION,)): OPS_ONLY,
+    ("admin:taskops_schedule_run", (SCHEDULE,)): OPS_ONLY,
+    ("admin:taskops_schedule_clone", (SCHEDULE,)): OPS_ONLY,
+    ("admin:taskops_schedule_import_confirm", ()): OPS_ONLY,
 }
 # Input each action refuses before it touches the cluster (missing or malformed fields).
 # (retry-edited and the catalog's run form show the form again with the errors: 200;
@@ -73,20 +90,46 @@ DJANGO_OWN = {f"taskops_{model}_{view}" for model in ("auditentry", "taskrun", "
               for view in ("add", "change", "delete", "history")} - {"taskops_pendingaction_change"}
 
 
+# The schedule editor keeps Django's URL names for the periodic task admin it replaces:
+# (name, args) -> (GET status, status of a POST that fails validation) per role.
+SCHEDULE_FORMS = {
+    ("admin:django_celery_beat_periodictask_changelist", ()): {
+        **{r: (200, 200) for r in READERS}, "staff": (403, 403)},
+    ("admin:django_celery_beat_periodictask_add", ()): {
+        **{r: (403, 403) for r in READERS}, "superuser": (200, 200), "Operations": (200, 200)},
+    ("admin:django_celery_beat_periodictask_change", (SCHEDULE,)): {
+        **{r: (200, 403) for r in READERS}, "superuser": (200, 200), "Operations": (200, 200),
+        "staff": (403, 403)},
+    ("admin:django_celery_beat_periodictask_delete", (SCHEDULE,)): {
+        **{r: (403, 403) for r in READERS}, "superuser": (200, 200), "Operations": (200, 200)},
+    ("admin:django_celery_beat_periodictask_history", (SCHEDULE,)): {
+        **{r: (200, 200) for r in READERS}, "staff": (403, 403)},
+}
+
+
+# Console URLs outside the admin (taskops/urls.py): scrapers get 401, never a login redirect.
+OUTSIDE_ADMIN = {
+    ("taskops:metrics", ()): {**READERS, "anonymous": 401},
+}
+
+
 def _console_url_names() -> set[str]:
     admin_patterns = next(p for p in get_resolver().url_patterns if str(p.pattern) == "admin/")
     names = set()
     for pattern in admin_patterns.url_patterns:
         for sub in getattr(pattern, "url_patterns", [pattern]):
             name = getattr(sub, "name", None) or ""
-            if name.startswith("taskops_"):
+            if name.startswith(("taskops_", "django_celery_beat_")):
                 names.add(name)
     return names
 
 
 def test_every_console_url_has_a_permission_expectation():
-    expected = {name.split(":")[1] for name, _ in [*GET_PAGES, *POST_ACTIONS]}
+    expected = {name.split(":")[1] for name, _ in [*GET_PAGES, *POST_ACTIONS, *SCHEDULE_FORMS]}
     assert _console_url_names() - DJANGO_OWN == expected
+    outside = {f"taskops:{p.name}" for r in get_resolver().url_patterns
+               if getattr(r, "namespace", None) == "taskops" for p in r.url_patterns}
+    assert outside == {name for name, _ in OUTSIDE_ADMIN}
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -103,7 +146,16 @@ def test_pages_and_actions_answer_each_role_as_expected(role, role_client, isola
         assert response.status_code == want, (name, role, response.status_code)
         if role == "anonymous":
             assert "/admin/login/" in response["Location"]
+    for (name, args), by_role in OUTSIDE_ADMIN.items():
+        response = client.get(reverse(name, args=args))
+        assert response.status_code == by_role[role], (name, role, response.status_code)
+    for (name, args), by_role in SCHEDULE_FORMS.items():
+        got = (client.get(reverse(name, args=args)).status_code,
+               client.post(reverse(name, args=args), INVALID).status_code)
+        assert got == ((302, 302) if role == "anonymous" else by_role[role]), (name, role, got)
     assert not QueuePause.objects.exists()
+    # Invalid input changes nothing (refusals and downloads are audited, nothing else).
+    assert not AuditEntry.objects.exclude(outcome="refused").exclude(action__endswith=".export").exists()
 
 
 def test_get_on_an_action_url_changes_nothing(role_client, isolated_broker, existing_run_and_job):
@@ -118,7 +170,7 @@ def test_a_post_without_csrf_token_is_refused(django_user_model, isolated_broker
                                              existing_run_and_job):
     client = Client(enforce_csrf_checks=True)
     client.force_login(django_user_model.objects.create_superuser("csrf", password="x"))
-    for name, args in POST_ACTIONS:
+    for name, args in [*POST_ACTIONS, *SCHEDULE_FORMS]:
         assert client.post(reverse(name, args=args), {"reason": "x"}).status_code == 403, name
     assert AuditEntry.objects.count() == 0
 
@@ -169,15 +221,10 @@ LIVE_PAGES = [
 ]
 
 
-@pytest.mark.parametrize("failure", ["stopped", "frozen"])
+@pytest.mark.parametrize("failure", FAILURES)
 def test_every_page_answers_fast_with_a_banner_when_the_broker_fails(failure, role_client, isolated_broker):
     client = role_client("Operations")
-    pid = isolated_broker.process.pid
-    if failure == "stopped":
-        isolated_broker.stop()
-    else:
-        os.kill(pid, signal.SIGSTOP)  # accepts connections, answers nothing
-    try:
+    with broker_failing(isolated_broker, failure):
         for name, args in LIVE_PAGES:
             from django.core.cache import cache
 
@@ -186,9 +233,6 @@ def test_every_page_answers_fast_with_a_banner_when_the_broker_fails(failure, ro
             assert response.status_code == 200, name
             assert elapsed < 2.5, f"{name} took {elapsed:.2f} s with the broker {failure}"
             assert "The broker is not answering" in response.content.decode(), name
-    finally:
-        if failure == "frozen":
-            os.kill(pid, signal.SIGCONT)
 
 
 def test_a_frozen_worker_is_shown_as_not_answering_within_the_bound(role_client, start_worker):
@@ -221,3 +265,55 @@ def test_a_worker_that_shut_down_is_shown_offline(role_client, start_worker):
     poll_until(lambda: 'class="taskops-badge offline"' in
                client.get(reverse("admin:taskops_worker_changelist")).content.decode(),
                timeout=10, message="the stopped worker shows as offline")
+
+
+# Every admin action of the console's lists -> the roles it is offered to (and allowed for).
+ADMIN_ACTIONS = {
+    ("admin:taskops_taskrun_changelist", "retry_selected"): {"superuser", "Operations", "Support"},
+    **{("admin:django_celery_beat_periodictask_changelist", action): {"superuser", "Operations"}
+       for action in ("enable_selected", "disable_selected", "run_selected", "clone_selected")},
+}
+CHANGELISTS_WITHOUT_ACTIONS = ("admin:taskops_auditentry_changelist",
+                               "admin:taskops_pendingaction_changelist")
+
+
+def _offered_actions(response) -> set[str]:
+    form = (response.context_data or {}).get("action_form") if hasattr(response, "context_data") else None
+    return {value for value, _ in form.fields["action"].choices if value} if form else set()
+
+
+@pytest.mark.parametrize("role", [r for r in ROLES if r != "anonymous"])
+def test_every_admin_action_is_offered_to_exactly_the_roles_that_may_use_it(
+    role, role_client, isolated_broker, existing_run_and_job
+):
+    client = role_client(role)
+    changelists = {name for name, _ in ADMIN_ACTIONS} | set(CHANGELISTS_WITHOUT_ACTIONS)
+    for changelist in sorted(changelists):
+        response = client.get(reverse(changelist))
+        if response.status_code == 403:
+            assert role in ("staff", "Managers") or changelist.endswith("auditentry_changelist"), (
+                changelist, role)
+            continue
+        assert response.status_code == 200, (changelist, role)
+        expected = {action for (name, action), roles in ADMIN_ACTIONS.items()
+                    if name == changelist and role in roles}
+        assert _offered_actions(response) == expected, (changelist, role)
+        for (name, action), roles in ADMIN_ACTIONS.items():
+            if name == changelist and role not in roles:  # posting it anyway does nothing
+                client.post(reverse(changelist), {"action": action, "_selected_action": ["1"],
+                                                  "index": "0", "reason": "try"})
+    assert AuditEntry.objects.count() == 0
+
+
+def test_every_admin_action_of_the_console_has_an_expectation(rf, django_user_model):
+    from django.contrib import admin
+
+    request = rf.get("/")
+    request.user = django_user_model.objects.create_superuser("actions", password="x")
+    found = set()
+    for model, model_admin in admin.site._registry.items():
+        if not type(model_admin).__module__.startswith("taskops."):
+            continue
+        changelist = f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist"
+        found |= {(changelist, name) for name in model_admin.get_actions(request)}
+    assert found == set(ADMIN_ACTIONS)
