@@ -49,6 +49,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "taskops.middleware.RejectNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -233,6 +234,9 @@ TASKOPS_QUEUE = os.environ.get("TASKOPS_QUEUE", "default")
 TASKOPS_RETRY_CHUNK_SIZE = int(os.environ.get("TASKOPS_RETRY_CHUNK_SIZE", "1000"))
 TASKOPS_RETRY_CHUNK_DELAY = float(os.environ.get("TASKOPS_RETRY_CHUNK_DELAY", "0"))
 TASKOPS_RETRY_LEASE_SECONDS = float(os.environ.get("TASKOPS_RETRY_LEASE_SECONDS", "60"))
+# Processes that run a big job's chunks beside its runner (unset: one per core, at most 4).
+TASKOPS_RETRY_PUBLISHERS = (int(os.environ["TASKOPS_RETRY_PUBLISHERS"])
+                            if os.environ.get("TASKOPS_RETRY_PUBLISHERS") else None)
 # Retrying more runs than this at once becomes a background job.
 TASKOPS_RETRY_INLINE_LIMIT = int(os.environ.get("TASKOPS_RETRY_INLINE_LIMIT", "100"))
 # Faithful call capture for retry: the largest call kept, and tasks never captured.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.urls import path
 
 from taskops.admin.pages import ReadOnlyConsoleAdmin
@@ -29,7 +30,7 @@ class PendingActionAdmin(ReadOnlyConsoleAdmin):
         return super().get_queryset(request)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        pending = PendingAction.objects.filter(pk=object_id).first()
+        pending = self.get_object(request, unquote(object_id))  # None for an id that is no number
         context = dict(extra_context or {})
         if pending is not None:
             permission = approval_permission(pending.action) or "-"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -82,5 +84,22 @@ def test_no_form_input_makes_an_action_fail(action, superuser_client, isolated_b
     def check(data):
         response = superuser_client.post(reverse(name, args=args), data)
         assert response.status_code < 500, (data, response.status_code)
+
+    check()
+
+
+@pytest.mark.parametrize("page", sorted(p for p in GET_PAGES if p[1]), ids=lambda p: p[0].split(":")[1])
+def test_odd_values_in_the_address_itself_never_make_a_page_fail(page, superuser_client,
+                                                                 isolated_broker, existing_run_and_job):
+    name, args = page
+
+    @FUZZ
+    @given(value=ODD_TEXT.filter(lambda v: v and "/" not in v))
+    def check(value):
+        # The value goes into the address as typed (quoted), whether or not the route accepts it.
+        real = str(args[0])
+        url = reverse(name, args=args).replace(f"/{real}/", f"/{quote(value, safe='')}/", 1)
+        response = superuser_client.get(url)
+        assert response.status_code < 500, (url, response.status_code)
 
     check()
