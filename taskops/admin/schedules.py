@@ -163,9 +163,11 @@ class PeriodicTaskAdmin(ScheduleTransferAdminMixin, admin.ModelAdmin):
                                "not registered here</span>",
                                "Not registered in this console; not every worker could be asked.")
         priority = f" · priority {task.priority}" if task.priority is not None else ""
+        # Break long dotted names after a dot, never inside a word.
+        name = mark_safe("<wbr>".join(escape(part) + "." for part in task.task.split("."))[:-1])
         return format_html('<span class="taskops-mono taskops-task-name">{}</span>{}'
                            '<div class="taskops-quiet" data-schedule-routing>{}{}</div>',
-                           task.task, flag, task.queue or "routed by task", priority)
+                           name, flag, task.queue or "routed by task", priority)
 
     @admin.display(description="schedule / time zone")
     def schedule_column(self, task: PeriodicTask) -> str:

@@ -64,15 +64,26 @@ def task_names() -> TaskNames:
     from taskops.selectors.catalog import task_catalog
 
     catalog = task_catalog()
-    return TaskNames(names=tuple(e.name for e in catalog.entries), complete=catalog.complete,
-                     banners=catalog.banners)
+    names = sorted({e.name for e in catalog.entries} | set(SCHEDULABLE_BUILTINS & _builtins_here()))
+    return TaskNames(names=tuple(names), complete=catalog.complete, banners=catalog.banners)
+
+
+# Celery's own tasks that make sense on a schedule (every worker registers them).
+SCHEDULABLE_BUILTINS = frozenset({"celery.backend_cleanup"})
+
+
+def _builtins_here() -> set[str]:
+    from taskops.conf import celery_app
+
+    return {name for name in celery_app().tasks if name.startswith("celery.")}
 
 
 def _registered(names: set[str]) -> dict[str, bool | None]:
     """Which of `names` a task is registered under; asks the workers only about names unknown here."""
     from taskops.selectors.catalog import task_local, worker_registrations
 
-    known = {name: True for name in names if task_local(name) is not None}
+    builtins = _builtins_here()  # registered by every worker (workers do not list them)
+    known = {name: True for name in names if name in builtins or task_local(name) is not None}
     missing = names - set(known)
     if missing:
         registrations = worker_registrations()

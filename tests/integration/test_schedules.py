@@ -274,6 +274,19 @@ def test_an_unknown_task_is_refused_unless_forced_then_recorded_and_flagged(role
     assert "data-task-unknown" in listing and "unknown task" in listing
 
 
+def test_celerys_own_backend_cleanup_is_a_known_task_not_an_unknown_one(role_client, isolated_broker):
+    client = role_client("Operations")
+    name = unique("cleanup")
+
+    response = client.post(reverse("admin:django_celery_beat_periodictask_add"),
+                           _form(name, queue="", endpoint="", task="celery.backend_cleanup",
+                                 kwargs="{}"))
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    listing = client.get(reverse(LIST), {"q": name}).content.decode()
+    assert name in listing and "data-task-unknown" not in listing
+
+
 def test_a_stale_edit_is_refused_instead_of_overwriting_a_newer_change(role_client, isolated_broker):
     client = role_client("Operations")
     task = _add(client, unique("shared"))
