@@ -6,26 +6,9 @@ import argparse
 import os
 import statistics
 import sys
-import time
-from collections.abc import Callable
 from datetime import date
 
-from harness import bench_stack
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-def measure(call: Callable[[], object], runs: int) -> list[float]:
-    call()  # warm up connections
-    timings = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        call()
-        timings.append((time.perf_counter() - started) * 1000)
-    return timings
+from harness import bench_stack, measure, percentile
 
 
 def main() -> int:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.http import HttpResponseRedirect
 from django.urls import path, reverse
@@ -63,3 +65,11 @@ class ConsoleExportMixin(ExportMixin):
                 reverse(f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_changelist")
                 + "?e=1"
             )
+
+
+class ReasonActionForm(helpers.ActionForm):
+    """A list's action bar with a reason (kept in the audit log; needed for big bulk actions)."""
+
+    reason = forms.CharField(
+        required=False, max_length=500, label="Reason:",
+        widget=forms.TextInput(attrs={"placeholder": "why (kept in the audit log)", "size": 28}))

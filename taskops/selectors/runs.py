@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from uuid import UUID
 
-from django.db.models import Q
+from django.db.models import CharField, F, Func, Q
 from django_celery_results.models import TaskResult
 from kombu.utils.json import dumps as kombu_dumps
 from kombu.utils.json import loads as kombu_loads
@@ -37,9 +38,40 @@ def display_json(value) -> str:
         return repr(value)
 
 
+EDIT_LINE = 72  # a list or object that fits on a line of the edit form stays on one
+
+
+def _typed(node) -> bool:
+    return isinstance(node, dict) and set(node) == {"__type__", "__value__"}
+
+
+def _edit_text(node, indent: str) -> str:
+    if _typed(node) and node["__type__"] == "uuid" and isinstance(node["__value__"], dict):
+        # kombu writes {"hex": "2c6d...56"}; UUID(hex=...) reads the familiar dashed form too.
+        with suppress(TypeError, ValueError):
+            node = {**node, "__value__": {"hex": str(UUID(**node["__value__"]))}}
+    one_line = json.dumps(node, ensure_ascii=False)
+    values = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    flat = all(_typed(v) or not isinstance(v, (dict, list)) for v in values)
+    if _typed(node) or not isinstance(node, (dict, list)) or flat and len(node) <= 1 or (
+            len(indent) + len(one_line) <= EDIT_LINE) or flat and not isinstance(node, dict):
+        return one_line
+    inner = indent + "  "
+    if isinstance(node, list):
+        items = [inner + _edit_text(item, inner) for item in node]
+        return "[\n" + ",\n".join(items) + "\n" + indent + "]"
+    items = [f"{inner}{json.dumps(key, ensure_ascii=False)}: {_edit_text(item, inner)}"
+             for key, item in node.items()]
+    return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+
+
 def editable_json(value) -> str:
-    """JSON that the edit form turns back into the same values (kombu's typed JSON)."""
-    return kombu_dumps(value, indent=2, ensure_ascii=False)
+    """JSON that the edit form turns back into the same values (kombu's typed JSON).
+
+    Laid out to be edited: a date, UUID or decimal is one line, {"__type__": "uuid",
+    "__value__": "..."}, as kombu writes it, and short lists and objects stay on one line.
+    """
+    return _edit_text(json.loads(kombu_dumps(value)), "")
 
 
 @dataclass(frozen=True)
@@ -174,3 +206,44 @@ def run_search_filter(term: str) -> Q:
         return Q(task_id=term)
     except ValueError:
         return Q(task_id=term) | Q(task_args__contains=term) | Q(task_kwargs__contains=term)
+
+
+class RunQueue(Func):
+    """A run's queue: the routing key of its captured call, NULL when nothing was captured.
+
+    Written exactly as migration 0008 indexes it (a function on PostgreSQL, json_extract on
+    SQLite), so a queue's runs, newest first, are an index range scan on millions of rows.
+    Other databases get no queue (NULL).
+    """
+
+    output_field = CharField()
+    templates = {
+        "postgresql": "taskops_run_queue(%(expressions)s)",
+        "sqlite": "CASE WHEN json_valid(%(expressions)s) "
+                  "THEN json_extract(%(expressions)s, '$.taskops_call.routing_key') END",
+    }
+
+    def __init__(self) -> None:
+        super().__init__(F("meta"))
+
+    def as_sql(self, compiler, connection, **extra_context):
+        template = self.templates.get(connection.vendor)
+        if template is None:
+            return "NULL", []
+        return super().as_sql(compiler, connection, template=template, **extra_context)
+
+
+def run_queue_names() -> list[str]:
+    """Queues to filter runs by, without reading the results table.
+
+    The queues of the Celery configuration, those the workers seen by the console consume
+    (recorded when they start), and paused ones.
+    """
+    from taskops.models import QueuePause, WorkerSeen
+    from taskops.selectors.live import configured_queue_names
+
+    names = set(configured_queue_names())
+    for queues in WorkerSeen.objects.values_list("queues", flat=True):
+        names.update(q for q in queues or () if isinstance(q, str) and q)
+    names.update(QueuePause.objects.values_list("queue", flat=True))
+    return sorted(names)

@@ -15,7 +15,7 @@ from taskops.services.base import ActionOutcome, ActionRefused, Actor, audit_rec
 
 # Dangerous actions: each one needs a typed reason and, when approvals are on, a second person.
 DANGEROUS_ACTIONS = frozenset({
-    "queue.purge", "task.terminate", "worker.shutdown", "task.retry.bulk", "schedule.import",
+    "queue.purge", "task.terminate", "worker.shutdown", "task.retry_bulk", "schedule.import",
 })
 MIN_REASON_LENGTH = 4
 

@@ -87,7 +87,7 @@ def schedule_save(
                     raise ValidationError({"name": ["another schedule already has this name"]})
                 current, before = PeriodicTask(), None
             else:
-                current = (PeriodicTask.objects.select_for_update().select_related(*SCHEDULE_RELATIONS)
+                current = (PeriodicTask.objects.select_for_update(of=("self",)).select_related(*SCHEDULE_RELATIONS)
                            .get(pk=task.pk))
                 before = definition_of(current)
                 if based_on and definition_fingerprint(before) != based_on:
@@ -213,7 +213,7 @@ def schedule_restore(*, actor: Actor, version_id: int, reason: str) -> ActionOut
             task = version.periodic_task or PeriodicTask.objects.filter(name=name).first()
             recreated = task is None
             task = PeriodicTask() if recreated else (
-                PeriodicTask.objects.select_for_update().select_related(*SCHEDULE_RELATIONS)
+                PeriodicTask.objects.select_for_update(of=("self",)).select_related(*SCHEDULE_RELATIONS)
                 .get(pk=task.pk))
             if PeriodicTask.objects.filter(name=name).exclude(pk=task.pk).exists():
                 raise ValidationError(f"Another schedule is called {name} now: rename or delete it "

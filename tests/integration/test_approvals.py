@@ -210,3 +210,37 @@ def test_every_page_tells_who_may_decide_that_requests_wait_and_shows_read_only_
 
     settings.TASKOPS_READ_ONLY = True
     assert "Read-only mode" in approver.get(index).content.decode()
+
+
+def test_a_big_bulk_retry_needs_a_reason_and_with_approvals_waits_for_a_second_person(
+    people, isolated_broker, settings, django_user_model
+):
+    from django_celery_results.models import TaskResult
+
+    from taskops.models import RetryJob
+    from taskops.services import retry_job_create
+
+    settings.TASKOPS_BULK_RETRY_REASON_THRESHOLD = 3
+    ids = [f"bulk-{n}" for n in range(5)]
+    TaskResult.objects.bulk_create(TaskResult(task_id=i, task_name="demo.tasks.flaky_call",
+                                              status="FAILURE") for i in ids)
+
+    with pytest.raises(ActionRefused, match="needs a reason"):
+        retry_job_create(actor=people["ops1"], task_ids=iter(ids), description="five", reason="")
+    assert not RetryJob.objects.exists()
+    assert AuditEntry.objects.get().outcome == "refused"
+
+    settings.TASKOPS_REQUIRE_APPROVAL = True
+    job = retry_job_create(actor=people["ops1"], task_ids=iter(ids), description="five",
+                           reason="partner is back")
+    assert job.pending_approval and job.state == "queued"
+    pending = PendingAction.objects.get(pk=job.pending_approval)
+    assert (pending.action, pending.params) == ("task.retry_bulk", {"job": job.pk, "runs": 5})
+
+    done = approval_decide(actor=people["support"], approval_id=pending.pk, approve=True)
+
+    assert done.ok, done.message
+    assert f"Bulk retry job {job.pk} of 5 runs started" in done.message
+    assert list(AuditEntry.objects.order_by("id").values_list("action", "outcome")) == [
+        ("task.retry_bulk", "refused"), ("task.retry_bulk", "pending"),
+        ("approval.approve", "ok"), ("task.retry_bulk", "ok")]

@@ -123,7 +123,8 @@ def test_bulk_retry_of_1000_runs_killed_halfway_and_resumed_sends_each_exactly_o
                    "TASKOPS_RETRY_LEASE_SECONDS": "2"}
     runner = start_worker("default", concurrency=1, env=slow_runner)
 
-    job = retry_job_create(actor=actor, task_ids=iter(originals), description="1000 failed runs")
+    job = retry_job_create(actor=actor, task_ids=iter(originals), description="1000 failed runs",
+                           reason="partner outage is over")
 
     assert job.total == 1000
     poll_until(lambda: RetryJob.objects.get(pk=job.pk).sent >= 300, timeout=60,
@@ -181,3 +182,124 @@ def test_a_runner_dying_between_publish_and_confirm_never_causes_a_second_run(
                timeout=30, message="the unconfirmed sends were discarded, not run")
     assert RunRetry.objects.filter(job=job).count() == 50
     assert len(retry_plans(originals)) == 50
+
+
+def test_a_job_fanned_out_to_publisher_processes_in_a_worker_sends_each_run_exactly_once(
+    start_worker, actor
+):
+    queue = unique("fanout")
+    originals = _failed_runs(1000, queue)
+    executor = start_worker(queue, concurrency=2)
+    # The runner forks 2 publisher processes from its prefork child: 10 chunks, 3 in flight.
+    start_worker("default", concurrency=1, env={"TASKOPS_RETRY_CHUNK_SIZE": "100",
+                                                "TASKOPS_RETRY_PUBLISHERS": "2"})
+
+    job = retry_job_create(actor=actor, task_ids=iter(originals), description="fanned out",
+                           reason="partner outage is over")
+
+    done = poll_until(lambda: RetryJob.objects.filter(pk=job.pk, state="done").first(),
+                      timeout=120, message="the job finishes")
+    assert (done.sent, done.refused, done.last_error) == (1000, 0, "")
+    poll_until(lambda: executed(executor) >= 1000, timeout=120, message="every retry ran")
+    poll_until(lambda: broker.queue_depths([queue], discover=False).queues[queue].depth == 0
+               and not control.worker_snapshots([executor.name])[executor.name].active,
+               timeout=30, message="nothing left to run")
+    assert executed(executor) == 1000
+    links = RunRetry.objects.filter(job=job)
+    assert links.count() == 1000 and links.values("original_task_id").distinct().count() == 1000
+    assert TaskResult.objects.filter(task_id__in=links.values("retry_task_id"),
+                                     status="SUCCESS").count() == 1000
+
+
+def _dies_halfway_through(sends, **options):
+    """A publisher that sends half of the chunk holding the victim run, then dies without a word."""
+    if any(s[2] == _dies_halfway_through.victim for s in sends):
+        _dies_halfway_through.publish(sends[: len(sends) // 2], **options)
+        os._exit(1)
+    return _dies_halfway_through.publish(sends, **options)
+
+
+def test_a_publisher_process_dying_mid_chunk_fails_the_job_and_the_resume_sends_nothing_twice(
+    isolated_broker, start_worker, actor, settings, monkeypatch
+):
+    from taskops.services import runs
+
+    settings.TASKOPS_RETRY_CHUNK_SIZE, settings.TASKOPS_RETRY_PUBLISHERS = 100, 2
+    queue = unique("dying")
+    originals = _failed_runs(1000, queue)
+    job = RetryJob.objects.create(description="publisher dies", total=1000)
+    RetryJobItem.objects.bulk_create(RetryJobItem(job=job, task_id=t) for t in originals)
+    _dies_halfway_through.victim, _dies_halfway_through.publish = originals[450], runs.calls_publish
+    monkeypatch.setattr(runs, "calls_publish", _dies_halfway_through)  # in the forked publishers
+
+    failed = retry_job_process(job.pk, owner="first")
+
+    assert failed.state == "failed" and "publisher" in failed.last_error, failed.last_error
+    claimed = RetryJobItem.objects.filter(job=job, state="claimed").count()
+    assert 100 <= claimed <= 300  # the chunk it died in, and any other still in flight
+    published = broker.queue_depths([queue], discover=False).queues[queue].depth
+    assert failed.sent + 50 <= published  # half of the dying chunk reached the queue
+    monkeypatch.undo()
+
+    resumed = retry_job_process(job.pk, owner="second")
+
+    assert (resumed.state, resumed.sent, resumed.refused) == ("done", 1000, 0)
+    worker = start_worker(queue, concurrency=2)  # takes the kept revokes before consuming
+    poll_until(lambda: broker.queue_depths([queue], discover=False).queues[queue].depth == 0
+               and not control.worker_snapshots([worker.name])[worker.name].active,
+               timeout=120, message="the queue is drained")
+    assert executed(worker) == 1000  # the unconfirmed copies were discarded, not run
+    assert RunRetry.objects.filter(job=job).values("original_task_id").distinct().count() == 1000
+
+
+def test_the_console_publishes_the_same_message_celery_send_task_does(isolated_broker):
+    """The console's sender (Celery's router, as_task_v2 and send_task_message, looked up once per
+    batch) and app.send_task put the same message in the same Redis list."""
+    import json as jsonlib
+
+    import redis
+
+    from taskops.conf import celery_app
+
+    app = celery_app()
+    client = redis.Redis.from_url(isolated_broker.url)
+    call = CapturedCall(task=FLAKY, args=["endpoint", {"at": datetime(2026, 1, 2, tzinfo=timezone.utc)}],
+                        kwargs={"fail_rate": 0.0}, routing_key="reports", priority=6,
+                        time_limit=30, soft_time_limit=20, headers={"tenant": "acme"})
+    calls_publish([("console-id", call, "original-id")], sent_events=False)
+    with app.connection_for_write() as conn:
+        app.send_task(FLAKY, args=call.args, kwargs=call.kwargs, task_id="celery-id", queue="reports",
+                      priority=6, time_limit=30, soft_time_limit=20,
+                      headers={"tenant": "acme", RETRY_OF_HEADER: "original-id"}, connection=conn,
+                      add_to_parent=False)
+    key = "reports\x06\x166"  # the priority 6 list of the queue
+    assert client.llen(key) == 2
+    celery_sent, console_sent = (jsonlib.loads(m) for m in client.lrange(key, 0, 1))
+
+    def comparable(message: dict) -> dict:
+        headers = {k: v for k, v in message["headers"].items() if k not in ("id", "root_id")}
+        properties = {k: v for k, v in message["properties"].items()
+                      if k not in ("correlation_id", "delivery_tag")}
+        return {**message, "headers": headers, "properties": properties}
+
+    assert console_sent["headers"]["id"] == console_sent["headers"]["root_id"] == "console-id"
+    assert comparable(console_sent) == comparable(celery_sent)
+
+
+def test_a_retry_keeps_the_argument_reprs_the_original_was_shown_with(isolated_broker, actor):
+    """A sender that masked a secret with argsrepr keeps it masked in the retry's repr."""
+    import json as jsonlib
+
+    import redis
+
+    queue = unique("masked")
+    [original] = _failed_runs(1, queue)
+    TaskResult.objects.filter(task_id=original).update(
+        task_args=jsonlib.dumps("('endpoint-0', '<card number>')"), task_kwargs=jsonlib.dumps("{}"))
+
+    assert task_retry(actor=actor, task_ids=[original]).ok
+
+    [message] = redis.Redis.from_url(isolated_broker.url).lrange(queue, 0, -1)
+    headers = jsonlib.loads(message)["headers"]
+    assert (headers["argsrepr"], headers["kwargsrepr"]) == ("('endpoint-0', '<card number>')", "{}")
+    assert headers[RETRY_OF_HEADER] == original
