@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -170,9 +171,11 @@ def beat_health(*, now: datetime | None = None) -> BeatHealth:
 
 HEALTH_CACHE_KEY = "taskops:beat-health"
 PUBLISHED_KEY = "taskops:beat-health:published"
-# Without beat's published reading (beat down, or an older beat), viewers compute it themselves
-# at most this often: with thousands of schedules one computation takes seconds.
-FALLBACK_TTL = 30.0
+# Without beat's published reading (beat down, or an older beat), viewers compute it themselves,
+# as often as TASKOPS_LIVE_TTL while that is cheap and at most once per MAX_FALLBACK_TTL when it
+# is not (with 10,000 schedules one computation takes seconds).
+MAX_FALLBACK_TTL = 30.0
+_last_cost = {"seconds": 0.0}
 
 
 def beat_health_publish() -> BeatHealth:
@@ -181,16 +184,29 @@ def beat_health_publish() -> BeatHealth:
 
     health = beat_health()
     interval = float(getattr(settings, "TASKOPS_SAMPLE_INTERVAL", 10) or 10)
-    cache.values_set({PUBLISHED_KEY: health}, timeout=interval * 3 + 5)
+    cache.values_set({PUBLISHED_KEY: {"health": health, "interval": interval}},
+                     timeout=interval * 3 + 5)
     return health
 
 
+def _timed_beat_health() -> BeatHealth:
+    started = time.monotonic()
+    try:
+        return beat_health()
+    finally:
+        _last_cost["seconds"] = time.monotonic() - started
+
+
 def beat_health_shared() -> BeatHealth:
-    """Beat's health as beat last published it, else computed at most once per FALLBACK_TTL."""
+    """Beat's health as beat last published it, else computed by one viewer for all of them."""
     from taskops import cache
 
     published = cache.values_get([PUBLISHED_KEY]).get(PUBLISHED_KEY)
-    if isinstance(published, BeatHealth):
-        return published
-    ttl = max(float(getattr(settings, "TASKOPS_LIVE_TTL", 2.0)), FALLBACK_TTL)
-    return cache.shared_value(HEALTH_CACHE_KEY, ttl, beat_health)
+    if isinstance(published, dict) and isinstance(published.get("health"), BeatHealth):
+        health, interval = published["health"], float(published.get("interval") or 10)
+        # Beat publishes every interval: an older reading means beat stopped publishing.
+        if (timezone.now() - health.checked_at).total_seconds() <= interval * 1.5 + 1:
+            return health
+    live_ttl = float(getattr(settings, "TASKOPS_LIVE_TTL", 2.0))
+    ttl = min(MAX_FALLBACK_TTL, max(live_ttl, _last_cost["seconds"] * 20))
+    return cache.shared_value(HEALTH_CACHE_KEY, ttl, _timed_beat_health)

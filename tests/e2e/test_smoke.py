@@ -21,10 +21,10 @@ def test_demo_admin_logs_in_and_sees_the_console_index(live_server, page):
     assert page.inner_text("#content h1") == "Site administration"
     assert page.inner_text("#site-name") == "TaskOps Console"
     assert page.title() == "Site administration | TaskOps Console"
-    # The stock result and schedule admins are reachable from the index.
+    # The console's task runs and schedule editor are reachable from the index.
     main = page.locator("#content-main")
-    assert main.get_by_role("link", name="Task results", exact=True).get_attribute("href") == (
-        "/admin/django_celery_results/taskresult/"
+    assert main.get_by_role("link", name="Task runs", exact=True).get_attribute("href") == (
+        "/admin/taskops/taskrun/"
     )
     assert main.get_by_role("link", name="Periodic tasks", exact=True).get_attribute("href") == (
         "/admin/django_celery_beat/periodictask/"

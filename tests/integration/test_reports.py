@@ -225,7 +225,9 @@ def test_only_report_runs_have_their_output_served(role_client, media):
                     "/admin/taskops/report/output/%2Fetc%2Fpasswd/",
                     "/admin/taskops/report/output/with%00nul/"):
         response = client.get(crafted)
-        assert response.status_code == 404 and b"root:" not in response.content
+        # A NUL never reaches the view: RejectNulMiddleware answers 400 first.
+        assert response.status_code in ((400, 404) if "%00" in crafted else (404,)), crafted
+        assert b"root:" not in response.content
 
 
 # --- Pages -------------------------------------------------------------------------------------

@@ -417,7 +417,9 @@ def test_no_editor_or_preview_input_gives_a_500(role_client, isolated_broker):
     @given(data=st.dictionaries(st.sampled_from(SCHEDULE_FIELDS), ODD, max_size=12))
     def check(data):
         preview = client.get(reverse("admin:taskops_schedule_preview"), data)
-        assert preview.status_code == 200, (data, preview.status_code)
+        # A NUL in the address is refused by RejectNulMiddleware before any view runs.
+        nul = any("\x00" in str(value) for value in data.values())
+        assert preview.status_code == (400 if nul else 200), (data, preview.status_code)
         for url in urls:
             response = client.post(url, data)
             assert response.status_code in (200, 302), (url, data, response.status_code)

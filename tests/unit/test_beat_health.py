@@ -188,3 +188,19 @@ def test_viewers_read_the_health_beat_published_instead_of_computing_it(django_a
         shared = beat_health_shared()
 
     assert shared == published and shared.enabled_schedules == 1
+
+
+def test_a_reading_beat_stopped_publishing_long_ago_is_not_trusted():
+    import dataclasses
+
+    from django.utils import timezone as dj_timezone
+
+    from taskops import cache
+    from taskops.selectors.beat_health import PUBLISHED_KEY, beat_health_publish, beat_health_shared
+
+    _schedule("stale", HOURLY)
+    old = dataclasses.replace(beat_health_publish(), enabled_schedules=99,
+                              checked_at=dj_timezone.now() - timedelta(minutes=5))
+    cache.values_set({PUBLISHED_KEY: {"health": old, "interval": 10}}, timeout=60)
+
+    assert beat_health_shared().enabled_schedules == 1  # computed afresh, not beat's old word
