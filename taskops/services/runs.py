@@ -542,6 +542,10 @@ def _publisher_start() -> None:
         import ctypes
 
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    # Whatever database connection came with the fork belongs to the runner: never use (nor
+    # close) its socket here; this process opens its own on its first query.
+    for inherited in connections.all(initialized_only=True):
+        inherited.connection = None
     multiprocessing.util.Finalize(None, connections.close_all, exitpriority=10)
 
 
