@@ -11,7 +11,14 @@ from django.utils import timezone
 
 from taskops.models import AuditEntry, PendingAction
 from taskops.permissions import can
-from taskops.services.base import ActionOutcome, ActionRefused, Actor, audit_record, refused
+from taskops.services.base import (
+    ActionOutcome,
+    ActionRefused,
+    Actor,
+    audit_record,
+    reason_required,
+    refused,
+)
 
 # Dangerous actions: each one needs a typed reason and, when approvals are on, a second person.
 DANGEROUS_ACTIONS = frozenset({
@@ -60,9 +67,9 @@ def dangerous_gate(
     """
     if approval is not None:
         return None
-    if len((reason or "").strip()) < MIN_REASON_LENGTH:
-        refused(actor, action, target, params, reason,
-                "This action needs a reason: type why you are doing it (it is kept in the audit log).")
+    reason_required(actor, action, target, params, reason, min_length=MIN_REASON_LENGTH,
+                    message="This action needs a reason: type why you are doing it (it is kept "
+                            "in the audit log).")
     if not approval_required():
         return None
     expires = timezone.now() + timedelta(minutes=settings.TASKOPS_APPROVAL_TTL_MINUTES)

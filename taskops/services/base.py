@@ -75,6 +75,20 @@ def refused(actor: Actor, action: str, target: str, params: dict, reason: str, m
     raise ActionRefused(message)
 
 
+def reason_missing(reason: str | None, min_length: int = 1) -> bool:
+    """True when no reason (of at least `min_length` characters, spaces aside) was typed."""
+    return len((reason or "").strip()) < min_length
+
+
+def reason_required(
+    actor: Actor, action: str, target: str, params: dict, reason: str, *, message: str,
+    min_length: int = 1,
+) -> None:
+    """Refuse (audited) an action that needs a typed reason and got none."""
+    if reason_missing(reason, min_length):
+        refused(actor, action, target, params, reason, message)
+
+
 def unavailable(exc: BrokerUnavailable, what: str) -> ActionOutcome:
     return ActionOutcome(
         AuditEntry.Outcome.FAILED, f"{what} failed: the broker did not answer ({exc}).", {}

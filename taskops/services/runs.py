@@ -35,7 +35,14 @@ from taskops.conf import celery_app
 from taskops.connection import BrokerUnavailable, broker_connection
 from taskops.models import AuditEntry, RetryJob, RetryJobItem, RunRetry
 from taskops.services.approvals import MIN_REASON_LENGTH, approvable, dangerous_gate
-from taskops.services.base import ActionOutcome, Actor, audit_record, refused, unavailable
+from taskops.services.base import (
+    ActionOutcome,
+    Actor,
+    audit_record,
+    reason_missing,
+    refused,
+    unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -355,7 +362,7 @@ def retry_job_create(
         params = {"job": job.pk, "runs": job.total}
         gate = None
         if job.total > threshold:
-            missing_reason = len((reason or "").strip()) < MIN_REASON_LENGTH
+            missing_reason = reason_missing(reason, MIN_REASON_LENGTH)
             if missing_reason:
                 transaction.set_rollback(True)  # nothing is kept of a refused job
             else:

@@ -16,7 +16,14 @@ from taskops.connection import BrokerUnavailable
 from taskops.models import AuditEntry, ScheduleVersion
 from taskops.schedule_definitions import definition_apply, definition_of
 from taskops.selectors.schedules import SCHEDULE_RELATIONS, definition_fingerprint
-from taskops.services.base import ActionOutcome, Actor, audit_record, refused, unavailable
+from taskops.services.base import (
+    ActionOutcome,
+    Actor,
+    audit_record,
+    reason_required,
+    refused,
+    unavailable,
+)
 from taskops.services.catalog import _run_record_pending
 from taskops.services.runs import calls_publish
 from taskops.services.schedule_versions import schedule_version_record
@@ -37,9 +44,9 @@ def _target(names: list[str]) -> str:
 
 
 def _reason_required(actor: Actor, action: str, target: str, params: dict, reason: str) -> None:
-    if not (reason or "").strip():
-        refused(actor, action, target, params, reason,
-                "Give a reason: it is kept with the schedule's version and in the audit log.")
+    reason_required(actor, action, target, params, reason,
+                    message="Give a reason: it is kept with the schedule's version and in the "
+                            "audit log.")
 
 
 def _error_text(exc: Exception) -> str:
