@@ -9,7 +9,6 @@ from django.urls import path
 from taskops.admin.pages import ReadOnlyConsoleAdmin
 from taskops.models import PendingAction
 from taskops.permissions import can
-from taskops.services import approvals_expire
 from taskops.services.approvals import approval_permission
 from taskops.views import approvals as approval_views
 
@@ -17,7 +16,7 @@ from taskops.views import approvals as approval_views
 @admin.register(PendingAction)
 class PendingActionAdmin(ReadOnlyConsoleAdmin):
     view_action = "approval.view"
-    list_display = ("requested_at", "action", "target", "requested_by_name", "reason", "state",
+    list_display = ("requested_at", "action", "target", "requested_by_name", "reason", "state_now",
                     "expires_at", "decided_by_name", "outcome")
     list_filter = ("state", "action")
     search_fields = ("=target", "requested_by_name", "reason")
@@ -25,9 +24,9 @@ class PendingActionAdmin(ReadOnlyConsoleAdmin):
     readonly_fields = [f.name for f in PendingAction._meta.fields]
     change_form_template = "admin/taskops/pending_action.html"
 
-    def get_queryset(self, request):
-        approvals_expire()  # a request past its expiry shows (and is) expired
-        return super().get_queryset(request)
+    @admin.display(description="state", ordering="state")
+    def state_now(self, pending: PendingAction) -> str:
+        return PendingAction.State(pending.state_now).label
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         pending = self.get_object(request, unquote(object_id))  # None for an id that is no number
@@ -35,7 +34,7 @@ class PendingActionAdmin(ReadOnlyConsoleAdmin):
         if pending is not None:
             permission = approval_permission(pending.action) or "-"
             mine = pending.requested_by_id == request.user.pk
-            is_open = pending.state == PendingAction.State.PENDING
+            is_open = pending.state_now == PendingAction.State.PENDING
             context.update(
                 pending=pending,
                 may_decide=is_open and not mine and can(request.user, permission),

@@ -41,4 +41,13 @@ class PendingAction(models.Model):
         indexes = [models.Index(fields=["state", "-requested_at"], name="taskops_pending_state")]
 
     def __str__(self) -> str:
-        return f"{self.action} {self.target} ({self.state})"
+        return f"{self.action} {self.target} ({self.state_now})"
+
+    @property
+    def state_now(self) -> str:
+        """The state as of now: a pending request past its expiry is expired, written or not."""
+        from django.utils import timezone
+
+        if self.state == self.State.PENDING and self.expires_at <= timezone.now():
+            return self.State.EXPIRED
+        return self.state

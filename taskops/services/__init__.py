@@ -4,7 +4,6 @@ from taskops.services.approvals import (
     DANGEROUS_ACTIONS,
     approval_cancel,
     approval_decide,
-    approvals_expire,
 )
 from taskops.services.base import LIVE_CACHE_KEY, ActionOutcome, ActionRefused, Actor
 from taskops.services.catalog import task_send
@@ -49,7 +48,6 @@ __all__ = [
     "DANGEROUS_ACTIONS",
     "approval_cancel",
     "approval_decide",
-    "approvals_expire",
     "LIVE_CACHE_KEY",
     "RATE_LIMIT_RE",
     "SIGNALS",

@@ -85,14 +85,6 @@ def dangerous_gate(
     ))
 
 
-def approvals_expire(*, now=None) -> int:
-    """Mark pending requests past their expiry as expired; return how many."""
-    now = now or timezone.now()
-    return PendingAction.objects.filter(
-        state=PendingAction.State.PENDING, expires_at__lte=now
-    ).update(state=PendingAction.State.EXPIRED, decided_at=now)
-
-
 def _decision_refused(actor: Actor, pending: PendingAction, verb: str, message: str):
     refused(actor, f"approval.{verb}", f"#{pending.pk} {pending.action} {pending.target}",
             {"approval_id": pending.pk}, "", message)
@@ -101,7 +93,6 @@ def _decision_refused(actor: Actor, pending: PendingAction, verb: str, message: 
 def approval_decide(*, actor: Actor, approval_id: int, approve: bool, reason: str = "") -> ActionOutcome:
     """Approve (and carry out) or reject a pending request; the approver must be someone else with its permission."""
     verb = "approve" if approve else "reject"
-    approvals_expire()
     with transaction.atomic():
         pending = PendingAction.objects.select_for_update().filter(pk=approval_id).first()
         if pending is None:
@@ -109,6 +100,9 @@ def approval_decide(*, actor: Actor, approval_id: int, approve: bool, reason: st
         permission, perform = _PERFORMERS.get(pending.action, ("", None))
         is_requester = actor.db_user is not None and actor.db_user.pk == pending.requested_by_id
         problem = ""
+        if pending.state_now != pending.state:  # it expired unseen: record that now
+            pending.state, pending.decided_at = pending.state_now, timezone.now()
+            pending.save(update_fields=["state", "decided_at"])
         if pending.state != PendingAction.State.PENDING:
             problem = f"Request #{pending.pk} is {pending.get_state_display().lower()}, not pending."
         elif approve and is_requester:
@@ -149,7 +143,8 @@ def approval_cancel(*, actor: Actor, approval_id: int) -> ActionOutcome:
     if actor.db_user is None or actor.db_user.pk != pending.requested_by_id:
         refused(actor, "approval.cancel", target, {"approval_id": pending.pk}, "",
                 "Only the person who asked may withdraw the request.")
-    updated = PendingAction.objects.filter(pk=pending.pk, state=PendingAction.State.PENDING).update(
+    updated = PendingAction.objects.filter(pk=pending.pk, state=PendingAction.State.PENDING,
+                                           expires_at__gt=timezone.now()).update(
         state=PendingAction.State.CANCELLED, decided_at=timezone.now(),
         decided_by=actor.db_user, decided_by_name=actor.name)
     if not updated:

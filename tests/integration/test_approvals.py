@@ -104,6 +104,11 @@ def test_an_expired_or_rejected_request_is_never_carried_out(people, full_queue,
     queue_purge(actor=people["ops1"], queue=full_queue, confirm=full_queue, reason="second try")
     stale, rejected = PendingAction.objects.order_by("id")
     PendingAction.objects.filter(pk=stale.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    viewer = Client()
+    viewer.force_login(people["ops2"].user)
+    listing = viewer.get(reverse("admin:taskops_pendingaction_changelist")).content.decode()
+    assert listing.count("<td class=\"field-state_now\">Expired</td>") == 1
+    assert PendingAction.objects.get(pk=stale.pk).state == "pending"  # a GET writes nothing
 
     with pytest.raises(ActionRefused, match="expired"):
         approval_decide(actor=people["ops2"], approval_id=stale.pk, approve=True)
