@@ -5,9 +5,7 @@ from __future__ import annotations
 from html import escape
 from urllib.parse import quote
 
-from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
 from django.urls import path, reverse
@@ -24,6 +22,7 @@ from django_celery_beat.models import (
     SolarSchedule,
 )
 
+from taskops.admin.pages import ReasonActionForm
 from taskops.admin.schedule_transfer import ScheduleTransferAdminMixin
 from taskops.permissions import can
 from taskops.selectors.schedules import SCHEDULE_RELATIONS, ScheduleRow, schedule_rows
@@ -37,14 +36,6 @@ from taskops.views.runs import run_url
 for _model in (PeriodicTask, CrontabSchedule, IntervalSchedule, SolarSchedule, ClockedSchedule):
     if admin.site.is_registered(_model):
         admin.site.unregister(_model)
-
-
-class ScheduleActionForm(helpers.ActionForm):
-    """The list's action bar, with the reason every change to a schedule needs."""
-
-    reason = forms.CharField(
-        required=False, max_length=500, label="Reason:",
-        widget=forms.TextInput(attrs={"placeholder": "why (kept with the versions)", "size": 28}))
 
 
 class ScheduleKindFilter(admin.SimpleListFilter):
@@ -113,7 +104,7 @@ class PeriodicTaskAdmin(ScheduleTransferAdminMixin, admin.ModelAdmin):
     ordering = ("name",)
     list_per_page = 100
     actions = ["enable_selected", "disable_selected", "run_selected", "clone_selected"]
-    action_form = ScheduleActionForm
+    action_form = ReasonActionForm
     change_list_template = "admin/taskops/schedule_list.html"
 
     # --- Access: can() decides -------------------------------------------------------------
