@@ -105,6 +105,18 @@ def queue_resume(*, actor: Actor, queue: str, reason: str = "") -> ActionOutcome
     return audit_record(actor, "queue.resume", queue, params, reason, outcome)
 
 
+def _name_confirmed(
+    *, actor: Actor, action: str, name: str, kind: str, what: str, confirm: str, params: dict,
+    reason: str, approval: PendingAction | None,
+) -> ActionOutcome | None:
+    """A dangerous action on `name`: refused unless its name was typed; then the gate decides."""
+    if confirm.strip() != name:
+        refused(actor, action, name, params, reason,
+                f"Type the {kind}'s name ({name}) to confirm the {what}.")
+    return dangerous_gate(actor=actor, action=action, target=name, params=params, reason=reason,
+                          approval=approval)
+
+
 def queue_purge(
     *, actor: Actor, queue: str, confirm: str, reason: str = "",
     approval: PendingAction | None = None,
@@ -114,11 +126,9 @@ def queue_purge(
     Dangerous: needs a reason, and a second person's approval when approvals are on.
     """
     params = {"queue": queue}
-    if confirm.strip() != queue:
-        refused(actor, "queue.purge", queue, params, reason,
-                 f"Type the queue's name ({queue}) to confirm the purge.")
-    if gate := dangerous_gate(actor=actor, action="queue.purge", target=queue, params=params,
-                              reason=reason, approval=approval):
+    if gate := _name_confirmed(actor=actor, action="queue.purge", name=queue, kind="queue",
+                               what="purge", confirm=confirm, params=params, reason=reason,
+                               approval=approval):
         return gate
     try:
         removed = broker.queue_purge(queue)
@@ -246,11 +256,9 @@ def worker_shutdown(
     Dangerous: needs a reason, and a second person's approval when approvals are on.
     """
     params = {"worker": worker}
-    if confirm.strip() != worker:
-        refused(actor, "worker.shutdown", worker, params, reason,
-                 f"Type the worker's name ({worker}) to confirm the shutdown.")
-    if gate := dangerous_gate(actor=actor, action="worker.shutdown", target=worker, params=params,
-                              reason=reason, approval=approval):
+    if gate := _name_confirmed(actor=actor, action="worker.shutdown", name=worker, kind="worker",
+                               what="shutdown", confirm=confirm, params=params, reason=reason,
+                               approval=approval):
         return gate
     try:
         control.shutdown(destination=[worker])
