@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from celery.signals import beat_init
 from django.conf import settings
@@ -13,12 +14,14 @@ log = logging.getLogger(__name__)
 
 
 def sampler_loop(stop: threading.Event, interval: float) -> None:
-    """Every `interval` seconds record queue depths and who is online, and publish beat's health."""
+    """Every `interval` seconds record queue depths and who is online; publish beat's health as
+    often as it stays cheap (see beat_health_publish_period)."""
     from taskops.connection import BrokerUnavailable
     from taskops.selectors import configured_queue_names
-    from taskops.selectors.beat_health import beat_health_publish
+    from taskops.selectors.beat_health import beat_health_publish, beat_health_publish_period
     from taskops.services import cluster_sample
 
+    health_due = 0.0
     while not stop.is_set():
         close_old_connections()
         try:
@@ -28,7 +31,9 @@ def sampler_loop(stop: threading.Event, interval: float) -> None:
         except Exception:
             log.exception("TaskOps sampler: sample failed")
         try:
-            beat_health_publish()
+            if time.monotonic() >= health_due:
+                beat_health_publish()
+                health_due = time.monotonic() + beat_health_publish_period() - interval / 2
         except Exception:
             log.exception("TaskOps sampler: beat health failed")
         finally:

@@ -182,11 +182,16 @@ def beat_health_publish() -> BeatHealth:
     """Compute beat's health inside beat (its sampler thread) and share it with every viewer."""
     from taskops import cache
 
-    health = beat_health()
-    interval = float(getattr(settings, "TASKOPS_SAMPLE_INTERVAL", 10) or 10)
-    cache.values_set({PUBLISHED_KEY: {"health": health, "interval": interval}},
-                     timeout=interval * 3 + 5)
+    health = _timed_beat_health()
+    period = beat_health_publish_period()
+    cache.values_set({PUBLISHED_KEY: {"health": health, "interval": period}}, timeout=period * 3 + 5)
     return health
+
+
+def beat_health_publish_period() -> float:
+    """How often beat publishes its health: every sample, but spending at most a tenth of its time on it."""
+    interval = float(getattr(settings, "TASKOPS_SAMPLE_INTERVAL", 10) or 10)
+    return max(interval, _last_cost["seconds"] * 10)
 
 
 def _timed_beat_health() -> BeatHealth:
