@@ -13,11 +13,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from taskops import broker
 from taskops.models import AuditEntry, PendingAction
 from taskops.services import ActionRefused, Actor, approval_decide, approval_cancel
 from taskops.services.live import queue_purge
-from tests.support.tasks import send, unique
+from tests.support.tasks import send, unique, waiting
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,15 +44,11 @@ def full_queue(isolated_broker):
     return queue
 
 
-def _depth(queue: str) -> int:
-    return broker.queue_depths([queue], discover=False).queues[queue].depth
-
-
 def test_a_purge_without_a_reason_is_refused_and_audited(people, full_queue):
     with pytest.raises(ActionRefused, match="needs a reason"):
         queue_purge(actor=people["ops1"], queue=full_queue, confirm=full_queue, reason=" ")
 
-    assert _depth(full_queue) == 3
+    assert waiting(full_queue) == 3
     entry = AuditEntry.objects.get()
     assert (entry.action, entry.outcome, entry.actor_name) == ("queue.purge", "refused", "ops1")
 
@@ -67,7 +62,7 @@ def test_with_approvals_on_a_purge_waits_for_a_second_person_with_the_permission
                         reason="poison messages from the bad deploy")
 
     assert asked.outcome == "pending" and "approval" in asked.message
-    assert _depth(full_queue) == 3
+    assert waiting(full_queue) == 3
     pending = PendingAction.objects.get()
     assert (pending.action, pending.target, pending.state) == ("queue.purge", full_queue, "pending")
 
@@ -75,12 +70,12 @@ def test_with_approvals_on_a_purge_waits_for_a_second_person_with_the_permission
         approval_decide(actor=people["ops1"], approval_id=pending.pk, approve=True)
     with pytest.raises(ActionRefused, match="allowed to do this action"):
         approval_decide(actor=people["support"], approval_id=pending.pk, approve=True)
-    assert _depth(full_queue) == 3
+    assert waiting(full_queue) == 3
 
     done = approval_decide(actor=people["ops2"], approval_id=pending.pk, approve=True, reason="ok")
 
     assert done.ok, done.message
-    assert _depth(full_queue) == 0
+    assert waiting(full_queue) == 0
     pending.refresh_from_db()
     assert (pending.state, pending.decided_by_name, pending.outcome) == ("approved", "ops2", "ok")
     trail = list(AuditEntry.objects.order_by("id").values_list("action", "actor_name", "outcome"))
@@ -116,7 +111,7 @@ def test_an_expired_or_rejected_request_is_never_carried_out(people, full_queue,
     with pytest.raises(ActionRefused, match="no longer pending"):
         approval_cancel(actor=people["ops1"], approval_id=rejected.pk)
 
-    assert _depth(full_queue) == 3
+    assert waiting(full_queue) == 3
     assert dict(PendingAction.objects.values_list("pk", "state")) == {
         stale.pk: "expired", rejected.pk: "rejected"}
 
@@ -140,7 +135,7 @@ def test_the_approval_page_offers_the_decision_to_another_member_only(people, fu
                              {"decision": "approve", "reason": "seen it"}, follow=True)
 
     assert f"Purged 3 waiting messages from {full_queue}" in response.content.decode()
-    assert _depth(full_queue) == 0
+    assert waiting(full_queue) == 0
 
 
 def test_read_only_mode_refuses_every_mutation_and_hides_the_buttons(role_client, full_queue, settings):
@@ -153,7 +148,7 @@ def test_read_only_mode_refuses_every_mutation_and_hides_the_buttons(role_client
     assert response.status_code == 403
     page = client.get(reverse("admin:taskops_queue_detail", args=[full_queue])).content.decode()
     assert "Delete every waiting message" not in page and "Pause" not in page
-    assert _depth(full_queue) == 3
+    assert waiting(full_queue) == 3
     assert AuditEntry.objects.count() == 0
 
 

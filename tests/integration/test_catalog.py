@@ -9,12 +9,12 @@ import pytest
 from django.urls import resolve, reverse
 from django_celery_results.models import TaskResult
 
-from taskops import broker, control
+from taskops import control
 from taskops.capture import CapturedCall, call_from_meta
 from taskops.models import AuditEntry
 from taskops.selectors import catalog as catalog_selectors
 from tests.support.poll import poll_until
-from tests.support.tasks import unique
+from tests.support.tasks import unique, waiting
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,16 +28,12 @@ def _catalog_row(text: str, name: str) -> str:
     return found.group(1)
 
 
-def _depth(queue: str) -> int:
-    return broker.queue_depths([queue], discover=False).queues[queue].depth
-
-
 def _run_url(name: str) -> str:
     return reverse("admin:taskops_task_run", args=[name])
 
 
 def _nothing_sent(queue: str) -> None:
-    assert _depth(queue) == 0
+    assert waiting(queue) == 0
     assert not AuditEntry.objects.filter(action="task.trigger").exists()
     assert not TaskResult.objects.exists()
 
@@ -157,7 +153,7 @@ def test_a_task_only_workers_know_gets_a_json_form_checked_as_json(role_client, 
                                              "queue": queue})
 
     assert sent.status_code == 302
-    assert _depth(queue) == 1
+    assert waiting(queue) == 1
     assert AuditEntry.objects.get(action="task.trigger").params == {
         "args": [1], "kwargs": {"account": "a-1"}, "queue": queue}
 

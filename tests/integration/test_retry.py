@@ -12,13 +12,13 @@ from django_celery_results.models import TaskResult
 from kombu.utils.json import dumps
 
 from demo.models import PartnerStatus
-from taskops import broker, control
+from taskops import control
 from taskops.capture import CALL_KEY, CAPTURE_VERSION, RETRY_OF_HEADER, CapturedCall, call_from_meta
 from taskops.models import AuditEntry, RetryJob, RetryJobItem, RunRetry
 from taskops.services import retry_job_create, retry_job_process, task_retry
 from taskops.services.runs import calls_publish, retry_job_claim, retry_plans
 from tests.support.poll import poll_until
-from tests.support.tasks import send, unique
+from tests.support.tasks import send, unique, waiting
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -88,7 +88,7 @@ def test_runs_without_a_faithful_capture_are_refused_with_the_reason(actor, isol
     assert "the run is started" in refused["running-run"]
     assert "no such run" in refused["no-such-run"]
     assert not RunRetry.objects.exists()
-    assert broker.queue_depths(["default"], discover=False).queues["default"].depth == 0
+    assert waiting("default") == 0
 
 
 def _failed_runs(n: int, queue: str) -> list[str]:
@@ -142,7 +142,7 @@ def test_bulk_retry_of_1000_runs_killed_halfway_and_resumed_sends_each_exactly_o
                       timeout=120, message="the resumed job finishes")
     assert (done.sent, done.refused) == (1000, 0)
     poll_until(lambda: executed(executor) >= 1000, timeout=120, message="every retry ran")
-    poll_until(lambda: broker.queue_depths([queue], discover=False).queues[queue].depth == 0
+    poll_until(lambda: waiting(queue) == 0
                and not control.worker_snapshots([executor.name])[executor.name].active,
                timeout=30, message="nothing left to run")
     assert executed(executor) == 1000  # not one run twice
@@ -166,14 +166,14 @@ def test_a_runner_dying_between_publish_and_confirm_never_causes_a_second_run(
     poll_until(lambda: executed(first) == 10, timeout=30, message="the first 10 ran")
     first.stop()
     calls_publish(sends[10:25])  # ... these wait in the queue; the runner "dies" before confirming
-    assert broker.queue_depths([queue], discover=False).queues[queue].depth == 15
+    assert waiting(queue) == 15
 
     resumed = retry_job_process(job.pk, owner="resumer")
 
     assert (resumed.state, resumed.sent) == ("done", 50)
     second = start_worker(queue)
     poll_until(lambda: executed(second) >= 40, timeout=60, message="the re-sent retries ran")
-    poll_until(lambda: broker.queue_depths([queue], discover=False).queues[queue].depth == 0
+    poll_until(lambda: waiting(queue) == 0
                and not control.worker_snapshots([second.name])[second.name].active,
                timeout=30, message="the queue is drained")
     assert executed(second) == 40  # 15 unconfirmed were revoked and re-sent, 25 never sent
@@ -201,7 +201,7 @@ def test_a_job_fanned_out_to_publisher_processes_in_a_worker_sends_each_run_exac
                       timeout=120, message="the job finishes")
     assert (done.sent, done.refused, done.last_error) == (1000, 0, "")
     poll_until(lambda: executed(executor) >= 1000, timeout=120, message="every retry ran")
-    poll_until(lambda: broker.queue_depths([queue], discover=False).queues[queue].depth == 0
+    poll_until(lambda: waiting(queue) == 0
                and not control.worker_snapshots([executor.name])[executor.name].active,
                timeout=30, message="nothing left to run")
     assert executed(executor) == 1000
@@ -237,7 +237,7 @@ def test_a_publisher_process_dying_mid_chunk_fails_the_job_and_the_resume_sends_
     assert failed.state == "failed" and "publisher" in failed.last_error, failed.last_error
     claimed = RetryJobItem.objects.filter(job=job, state="claimed").count()
     assert 100 <= claimed <= 300  # the chunk it died in, and any other still in flight
-    published = broker.queue_depths([queue], discover=False).queues[queue].depth
+    published = waiting(queue)
     assert failed.sent + 50 <= published  # half of the dying chunk reached the queue
     monkeypatch.undo()
 
@@ -245,7 +245,7 @@ def test_a_publisher_process_dying_mid_chunk_fails_the_job_and_the_resume_sends_
 
     assert (resumed.state, resumed.sent, resumed.refused) == ("done", 1000, 0)
     worker = start_worker(queue, concurrency=2)  # takes the kept revokes before consuming
-    poll_until(lambda: broker.queue_depths([queue], discover=False).queues[queue].depth == 0
+    poll_until(lambda: waiting(queue) == 0
                and not control.worker_snapshots([worker.name])[worker.name].active,
                timeout=120, message="the queue is drained")
     assert executed(worker) == 1000  # the unconfirmed copies were discarded, not run

@@ -31,3 +31,10 @@ def send(name: str, *, args=(), kwargs=None, queue: str = "default", **options):
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def waiting(queue: str) -> int:
+    """Messages waiting in `queue` now, every priority level (read through the console's broker reader)."""
+    from taskops import broker
+
+    return broker.queue_depths([queue], discover=False).queues[queue].depth
