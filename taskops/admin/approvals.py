@@ -21,7 +21,11 @@ class PendingActionAdmin(ReadOnlyConsoleAdmin):
     list_filter = ("state", "action")
     search_fields = ("=target", "requested_by_name", "reason")
     show_full_result_count = False
-    readonly_fields = [f.name for f in PendingAction._meta.fields]
+    # What the approver reads, in that order (the user links repeat the names kept beside them).
+    fields = readonly_fields = [
+        "action", "target", "reason", "requested_by_name", "requested_at", "expires_at", "state_now",
+        "decided_by_name", "decided_at", "outcome", "message", "params",
+    ]
     change_form_template = "admin/taskops/pending_action.html"
 
     @admin.display(description="state", ordering="state")
