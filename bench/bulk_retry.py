@@ -25,7 +25,7 @@ DATABASE = "taskops_bench_retry"
 
 
 def publish_chunk(sends) -> None:
-    from taskops.services.runs import calls_publish
+    from taskops.publish import calls_publish
 
     calls_publish(sends, sent_events=False)
 
@@ -57,7 +57,9 @@ def run(args, server) -> int:
     from taskops.capture import CALL_KEY, CAPTURE_VERSION, call_from_meta
     from taskops.conf import celery_app
     from taskops.models import RetryJob, RetryJobItem
-    from taskops.services.runs import calls_publish, retry_job_process, retry_plans
+    from taskops.publish import calls_publish
+    from taskops.services.retries import retry_plans
+    from taskops.services.retry_jobs import retry_job_process
 
     app = celery_app()
     client = redis.Redis.from_url(server.url)

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from celery.signals import task_prerun
-from django.conf import settings
 from kombu.utils.json import dumps, loads
+
+from taskops.conf import config
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class NoCapture:
 
 
 def _excluded(task_name: str) -> bool:
-    patterns = getattr(settings, "TASKOPS_CAPTURE_EXCLUDE", ["celery.*"])
+    patterns = config.capture_exclude
     return any(fnmatch.fnmatchcase(task_name, pattern) for pattern in patterns)
 
 
@@ -70,7 +71,7 @@ def call_record(task, args, kwargs) -> dict:
         "root_id": getattr(request, "root_id", None),
         "parent_id": getattr(request, "parent_id", None),
     }
-    limit = int(getattr(settings, "TASKOPS_CAPTURE_MAX_BYTES", 256 * 1024))
+    limit = config.capture_max_bytes
     size = len(dumps(call))
     if size > limit:
         return {"v": CAPTURE_VERSION, "refused": f"arguments too large to keep ({size} bytes, "

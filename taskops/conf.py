@@ -1,12 +1,93 @@
-"""The console's settings and the Celery app it operates, with their defaults."""
+"""The console's one settings object (every TASKOPS_* setting with its one default) and its Celery app."""
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any, Callable, Generic, TypeVar
 
 from celery import Celery
-from django.conf import settings
+from django.conf import settings as django_settings
 from django.utils.module_loading import import_string
+
+T = TypeVar("T")
+
+
+class _Setting(Generic[T]):
+    """One TASKOPS_<NAME> setting: read from Django's settings at each access, else its default."""
+
+    def __init__(self, default: T, cast: Callable[[Any], T] | None = None) -> None:
+        self.default = default
+        self.cast = cast
+        self.key = ""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.key = "TASKOPS_" + name.upper()
+
+    def __get__(self, instance, owner=None) -> T:
+        if instance is None:
+            return self  # type: ignore[return-value]
+        value = getattr(django_settings, self.key, self.default)
+        if value is None:
+            return self.default
+        return self.cast(value) if self.cast is not None else value
+
+
+def _float_or_none(value) -> float | None:
+    return float(value) if value not in (None, "") else None
+
+
+def _int_or_none(value) -> int | None:
+    return int(value) if value not in (None, "") else None
+
+
+class ConsoleSettings:
+    """Every TASKOPS_* setting with its default; a host project sets only what it changes.
+
+    Read live (`config.read_only`), so Django's override_settings applies. The deployment in
+    console/settings.py fills them from environment variables; docs/operations.md lists them.
+    """
+
+    # --- The Celery app, and how long the console waits for it ---
+    celery_app: _Setting[str | None] = _Setting(None)  # "module:attr"; None: Celery's current app
+    control_timeout: _Setting[float] = _Setting(1.0, float)
+    broker_timeout: _Setting[float] = _Setting(2.0, float)
+    # How long many viewers share one reading of the cluster.
+    live_ttl: _Setting[float] = _Setting(2.0, float)
+    # Beat samples depths and workers every this many seconds (0 turns the sampler off).
+    sample_interval: _Setting[float] = _Setting(10.0, float)
+    depth_retention_hours: _Setting[float] = _Setting(24.0, float)
+    worker_age_out_hours: _Setting[float] = _Setting(24.0, float)
+    beat_grace_seconds: _Setting[float] = _Setting(60.0, float)
+    # The queue of the console's own tasks (bulk retry jobs).
+    queue: _Setting[str] = _Setting("default", str)
+
+    # --- Retry ---
+    retry_chunk_size: _Setting[int] = _Setting(1000, int)
+    retry_chunk_delay: _Setting[float] = _Setting(0.0, float)
+    retry_lease_seconds: _Setting[float] = _Setting(60.0, float)
+    retry_publishers: _Setting[int | None] = _Setting(None, _int_or_none)  # None: the cores, ≤ 4
+    retry_inline_limit: _Setting[int] = _Setting(100, int)
+    capture_max_bytes: _Setting[int] = _Setting(256 * 1024, int)
+    capture_exclude: _Setting[list[str]] = _Setting(["celery.*"], list)
+    revoke_retention_hours: _Setting[float] = _Setting(168.0, float)
+
+    # --- Safety ---
+    read_only: _Setting[bool] = _Setting(False, bool)
+    require_approval: _Setting[bool] = _Setting(False, bool)
+    approval_ttl_minutes: _Setting[float] = _Setting(60.0, float)
+    bulk_retry_reason_threshold: _Setting[int] = _Setting(100, int)
+
+    @property
+    def sample_period(self) -> float:
+        """Seconds between two samples when reading their history (the default while sampling is off)."""
+        return self.sample_interval or type(self).__dict__["sample_interval"].default
+
+    # --- Reports and metrics ---
+    reports: _Setting[dict] = _Setting({})
+    metrics_token: _Setting[str] = _Setting("", str)
+
+
+config = ConsoleSettings()
 
 
 @lru_cache(maxsize=1)
@@ -16,7 +97,7 @@ def celery_app() -> Celery:
     Its task modules are imported (autodiscovery happens only in workers otherwise), so the
     console knows the project's tasks and their signatures.
     """
-    path = getattr(settings, "TASKOPS_CELERY_APP", None)
+    path = config.celery_app
     if path:
         app = import_string(path.replace(":", "."))
     else:
@@ -25,13 +106,3 @@ def celery_app() -> Celery:
         app = current_app._get_current_object()
     app.loader.import_default_modules()
     return app
-
-
-def control_timeout() -> float:
-    """Seconds a control broadcast waits for worker replies."""
-    return float(getattr(settings, "TASKOPS_CONTROL_TIMEOUT", 1.0))
-
-
-def broker_timeout() -> float:
-    """Seconds the console's own broker connections wait to connect or read."""
-    return float(getattr(settings, "TASKOPS_BROKER_TIMEOUT", 2.0))

@@ -10,7 +10,7 @@ import kombu.exceptions
 import redis
 from kombu import Connection
 
-from taskops.conf import broker_timeout, celery_app
+from taskops.conf import celery_app, config
 
 
 class BrokerUnavailable(Exception):
@@ -48,7 +48,7 @@ def broker_connection(*, timeout: float | None = None) -> Iterator[Connection]:
 
     Any broker failure inside the block is raised as BrokerUnavailable.
     """
-    timeout = broker_timeout() if timeout is None else timeout
+    timeout = config.broker_timeout if timeout is None else timeout
     app = celery_app()
     conn = app.connection_for_write(
         connect_timeout=timeout, transport_options=_transport_options(timeout)

@@ -12,7 +12,7 @@ from typing import Any
 
 from celery.app.control import Control, flatten_reply
 
-from taskops.conf import celery_app, control_timeout
+from taskops.conf import celery_app, config
 from taskops.connection import BrokerUnavailable, broker_connection
 
 __all__ = [
@@ -184,7 +184,7 @@ def _limit(destination: Iterable[str] | None) -> int | None:
 
 
 def _timeout(timeout: float | None) -> float:
-    return control_timeout() if timeout is None else timeout
+    return config.control_timeout if timeout is None else timeout
 
 
 def _command(

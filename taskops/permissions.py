@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
+
+from taskops.conf import config
 
 # Console action -> the permission that allows it.
 ACTION_PERMISSIONS: dict[str, str] = {
@@ -42,8 +43,8 @@ MUTATING_ACTIONS = frozenset({
 
 
 def read_only() -> bool:
-    """True when settings.TASKOPS_READ_ONLY turns every mutation off."""
-    return bool(getattr(settings, "TASKOPS_READ_ONLY", False))
+    """True when TASKOPS_READ_ONLY turns every mutation off."""
+    return config.read_only
 
 
 def can(user: User | AnonymousUser, action: str) -> bool:

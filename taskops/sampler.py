@@ -7,8 +7,9 @@ import threading
 import time
 
 from celery.signals import beat_init
-from django.conf import settings
 from django.db import close_old_connections
+
+from taskops.conf import config
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def sampler_loop(stop: threading.Event, interval: float) -> None:
 @beat_init.connect
 def sampler_start(sender=None, **kwargs) -> None:
     """Start the sampler when beat starts (TASKOPS_SAMPLE_INTERVAL=0 turns it off)."""
-    interval = float(getattr(settings, "TASKOPS_SAMPLE_INTERVAL", 10) or 0)
+    interval = config.sample_interval
     if interval <= 0:
         return
     thread = threading.Thread(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 
 from celery import states as celery_states
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import DateFieldListFilter, SimpleListFilter, helpers
 from django.contrib.admin.options import IncorrectLookupParameters
@@ -21,7 +20,7 @@ from django.utils.http import urlencode
 
 from taskops import selectors, services
 from taskops.admin.pages import ReadOnlyConsoleAdmin, ReasonActionForm
-from taskops.conf import celery_app
+from taskops.conf import celery_app, config
 from taskops.models import TaskRun, WorkerSeen
 from taskops.paginators import (
     CURSOR_PARAMS,
@@ -328,7 +327,7 @@ class TaskRunAdmin(ReadOnlyConsoleAdmin):
 
     def _retry(self, request, task_ids, description: str):
         """Retry now when few, else as a background job; say what happened either way."""
-        limit = int(getattr(settings, "TASKOPS_RETRY_INLINE_LIMIT", 100))
+        limit = config.retry_inline_limit
         task_ids = task_ids.iterator(chunk_size=5000) if hasattr(task_ids, "iterator") else task_ids
         first = []
         for task_id in task_ids:
@@ -386,7 +385,7 @@ class TaskRunAdmin(ReadOnlyConsoleAdmin):
 
     def changelist_view(self, request, extra_context=None):
         extra = {"has_retry_permission": self.has_retry_permission(request),
-                 "bulk_reason_threshold": int(getattr(settings, "TASKOPS_BULK_RETRY_REASON_THRESHOLD", 100)),
+                 "bulk_reason_threshold": config.bulk_retry_reason_threshold,
                  **(extra_context or {})}
         return super().changelist_view(request, extra_context=extra)
 

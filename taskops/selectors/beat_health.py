@@ -6,12 +6,12 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db.models import Max, OuterRef, Subquery
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
+from taskops.conf import config
 from taskops.beat_dispatch import dispatch_read
 from taskops.models import QueueDepthSample
 from taskops.schedule_definitions import SCHEDULE_KINDS
@@ -73,11 +73,11 @@ class BeatHealth:
 
 
 def grace_seconds() -> float:
-    return float(getattr(settings, "TASKOPS_BEAT_GRACE_SECONDS", DEFAULT_GRACE_SECONDS))
+    return config.beat_grace_seconds
 
 
 def _sampler_alive(last_sample_at: datetime | None, now: datetime) -> bool | None:
-    interval = float(getattr(settings, "TASKOPS_SAMPLE_INTERVAL", 10) or 0)
+    interval = config.sample_interval
     if interval <= 0:
         return None
     return last_sample_at is not None and (now - last_sample_at).total_seconds() < interval * 3 + 5
@@ -190,7 +190,7 @@ def beat_health_publish() -> BeatHealth:
 
 def beat_health_publish_period() -> float:
     """How often beat publishes its health: every sample, but spending at most a tenth of its time on it."""
-    interval = float(getattr(settings, "TASKOPS_SAMPLE_INTERVAL", 10) or 10)
+    interval = config.sample_period
     return max(interval, _last_cost["seconds"] * 10)
 
 
@@ -212,6 +212,6 @@ def beat_health_shared() -> BeatHealth:
         # Beat publishes every interval: an older reading means beat stopped publishing.
         if (timezone.now() - health.checked_at).total_seconds() <= interval * 1.5 + 1:
             return health
-    live_ttl = float(getattr(settings, "TASKOPS_LIVE_TTL", 2.0))
+    live_ttl = config.live_ttl
     ttl = min(MAX_FALLBACK_TTL, max(live_ttl, _last_cost["seconds"] * 20))
     return cache.shared_value(HEALTH_CACHE_KEY, ttl, _timed_beat_health)

@@ -7,13 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from celery import Task
-from django.conf import settings
 from django.utils import timezone
 from kombu.utils.json import dumps as kombu_dumps
 from kombu.utils.json import loads as kombu_loads
 
 from taskops import cache, control
-from taskops.conf import celery_app
+from taskops.conf import celery_app, config
 from taskops.connection import BrokerUnavailable
 from taskops.selectors.live import cluster_reading
 
@@ -194,7 +193,7 @@ def _read_registrations() -> WorkerRegistrations:
 
 def worker_registrations() -> WorkerRegistrations:
     """What every live worker registers, shared by all viewers for TASKOPS_LIVE_TTL seconds."""
-    ttl = float(getattr(settings, "TASKOPS_LIVE_TTL", 2.0))
+    ttl = config.live_ttl
     return cache.shared_value(REGISTERED_CACHE_KEY, ttl, _read_registrations)
 
 

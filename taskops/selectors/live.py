@@ -6,11 +6,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.utils import timezone
 
 from taskops import broker, cache, control
-from taskops.conf import celery_app
+from taskops.conf import celery_app, config
 from taskops.connection import BrokerUnavailable
 from taskops.models import PendingRevoke, QueueDepthSample, QueuePause, WorkerSeen
 from taskops.services import LIVE_CACHE_KEY
@@ -97,7 +96,7 @@ def configured_queue_names() -> list[str]:
 
 def _history(names: list[str]) -> dict[str, tuple[int, ...]]:
     """The last SPARKLINE_POINTS samples per queue, oldest first (one query)."""
-    interval = float(getattr(settings, "TASKOPS_SAMPLE_INTERVAL", 10) or 10)
+    interval = config.sample_period
     since = timezone.now() - timedelta(seconds=interval * SPARKLINE_POINTS * 1.5)
     series: dict[str, list[int]] = {name: [] for name in names}
     rows = (
@@ -188,7 +187,7 @@ def _read_cluster() -> ClusterReading:
     silent = [w.name for w in workers if w.status == "not answering"]
     if silent:
         banners.append(
-            f"Not answering within {control.control_timeout():.1f} s: {', '.join(silent)} "
+            f"Not answering within {config.control_timeout:.1f} s: {', '.join(silent)} "
             "(busy, frozen or gone without saying so)."
         )
     return ClusterReading(
@@ -206,7 +205,7 @@ def _read_cluster() -> ClusterReading:
 
 def cluster_reading() -> ClusterReading:
     """The current cluster reading: computed by one viewer per period, shared with the rest."""
-    ttl = float(getattr(settings, "TASKOPS_LIVE_TTL", 2.0))
+    ttl = config.live_ttl
     return cache.shared_value(LIVE_CACHE_KEY, ttl, _read_cluster)
 
 

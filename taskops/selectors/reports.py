@@ -21,7 +21,7 @@ from django.utils.text import slugify
 from django_celery_results.models import TaskResult
 
 from taskops.charts import DayPoint
-from taskops.conf import celery_app
+from taskops.conf import celery_app, config
 from taskops.models import AuditEntry, RunRetry
 from taskops.paginators import CappedCountPaginator
 
@@ -71,7 +71,7 @@ class ReportSettings:
 
 def report_definitions() -> ReportSettings:
     """TASKOPS_REPORTS read into definitions; malformed entries are left out and named in `problems`."""
-    raw = getattr(settings, "TASKOPS_REPORTS", None) or {}
+    raw = config.reports
     if not isinstance(raw, dict):
         return ReportSettings((), ("TASKOPS_REPORTS must map report titles to task names or "
                                    "patterns; it is ignored.",))

@@ -20,13 +20,8 @@ from taskops.services.schedules import (
     schedule_run_now,
     schedule_save,
 )
-from taskops.services.runs import (
-    retry_job_create,
-    retry_job_process,
-    retry_job_resume,
-    task_retry,
-    task_retry_edited,
-)
+from taskops.services.retries import task_retry, task_retry_edited
+from taskops.services.retry_jobs import retry_job_create, retry_job_process, retry_job_resume
 from taskops.services.live import (
     RATE_LIMIT_RE,
     SIGNALS,

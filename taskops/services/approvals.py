@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from taskops.conf import config
 from taskops.models import AuditEntry, PendingAction
 from taskops.permissions import can
 from taskops.services.base import (
@@ -48,7 +48,7 @@ def approval_permission(action: str) -> str | None:
 
 
 def approval_required() -> bool:
-    return bool(getattr(settings, "TASKOPS_REQUIRE_APPROVAL", False))
+    return config.require_approval
 
 
 def dangerous_gate(
@@ -72,7 +72,7 @@ def dangerous_gate(
                             "in the audit log).")
     if not approval_required():
         return None
-    expires = timezone.now() + timedelta(minutes=settings.TASKOPS_APPROVAL_TTL_MINUTES)
+    expires = timezone.now() + timedelta(minutes=config.approval_ttl_minutes)
     pending = PendingAction.objects.create(
         action=action, target=target[:255], params=params, reason=reason,
         requested_by=actor.db_user, requested_by_name=actor.name, expires_at=expires,

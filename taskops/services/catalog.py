@@ -15,7 +15,7 @@ from taskops.conf import celery_app
 from taskops.connection import BrokerUnavailable
 from taskops.models import AuditEntry
 from taskops.services.base import ActionOutcome, Actor, audit_record, unavailable
-from taskops.services.runs import calls_publish
+from taskops.publish import calls_publish
 
 
 def _when_text(countdown: float | None, eta: datetime | None) -> str:

@@ -8,10 +8,10 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from taskops.conf import config
 from taskops import broker, cache, control
 from taskops.connection import BrokerUnavailable
 from taskops.models import (
@@ -406,7 +406,7 @@ def cluster_sample(*, queue_names: list[str]) -> int:
                 name=name, defaults={"last_seen_at": now, "online": True}
             )
         WorkerSeen.objects.filter(online=True).exclude(name__in=online).update(online=False)
-        age_out = now - timedelta(hours=float(getattr(settings, "TASKOPS_WORKER_AGE_OUT_HOURS", 24)))
+        age_out = now - timedelta(hours=config.worker_age_out_hours)
         WorkerSeen.objects.filter(online=False, last_seen_at__lt=age_out).delete()
     paused = list(QueuePause.objects.values_list("queue", flat=True))
     reading = broker.queue_depths([*queue_names, *paused])
@@ -416,9 +416,9 @@ def cluster_sample(*, queue_names: list[str]) -> int:
         if q.exists and q.depth is not None
     ]
     QueueDepthSample.objects.bulk_create(samples)
-    revoke_keep = timedelta(hours=float(getattr(settings, "TASKOPS_REVOKE_RETENTION_HOURS", 168)))
+    revoke_keep = timedelta(hours=config.revoke_retention_hours)
     PendingRevoke.objects.filter(requested_at__lt=now - revoke_keep).delete()
-    keep = now - timedelta(hours=float(getattr(settings, "TASKOPS_DEPTH_RETENTION_HOURS", 24)))
+    keep = now - timedelta(hours=config.depth_retention_hours)
     while True:  # batched, so a long backlog never holds one huge delete
         old = list(QueueDepthSample.objects.filter(sampled_at__lt=keep).values_list("pk", flat=True)[:5000])
         if not old:

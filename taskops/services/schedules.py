@@ -25,7 +25,7 @@ from taskops.services.base import (
     unavailable,
 )
 from taskops.services.catalog import _run_record_pending
-from taskops.services.runs import calls_publish
+from taskops.publish import calls_publish
 from taskops.services.schedule_versions import schedule_version_record
 
 # The header beat adds to every run of a schedule; django-celery-results stores it per run.

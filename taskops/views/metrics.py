@@ -6,12 +6,12 @@ import hmac
 import math
 from collections.abc import Iterable
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from taskops.conf import config
 from taskops.permissions import can
 from taskops.selectors.metrics import RUNS_WINDOW, MetricsReading, metrics_reading
 
@@ -125,7 +125,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
     Scrapers get 401, never a redirect to the login page; a wrong token is refused even with a
     session; a logged-in user without the permission gets 403.
     """
-    token = getattr(settings, "TASKOPS_METRICS_TOKEN", "") or ""
+    token = config.metrics_token
     given = _bearer(request)
     if given is not None:
         if not token or not hmac.compare_digest(given.encode(), token.encode()):

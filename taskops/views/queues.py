@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import reverse
 
+from taskops.conf import config
 from taskops import selectors, services
 from taskops.forms import ConfirmNameForm, ReasonForm
 from taskops.views.common import render_page, require, run_action
@@ -25,7 +25,7 @@ def queue_detail(request: HttpRequest, name: str) -> HttpResponse:
     return render_page(
         request, "admin/taskops/queue_detail.html", f"Queue {name}",
         {"name": name, "detail": detail, "reading": detail.reading,
-         "sample_interval": settings.TASKOPS_SAMPLE_INTERVAL},
+         "sample_interval": config.sample_interval},
     )
 
 

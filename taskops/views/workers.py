@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
+from taskops.conf import config
 from taskops import selectors, services
 from taskops.forms import AutoscaleForm, ConfirmNameForm, PoolForm, RateLimitForm, RevokeForm
 from taskops.views.common import render_page, require, run_action
@@ -16,7 +16,7 @@ def worker_list(request: HttpRequest) -> HttpResponse:
     reading = selectors.cluster_reading()
     return render_page(
         request, "admin/taskops/worker_list.html", "Workers",
-        {"reading": reading, "age_out_hours": settings.TASKOPS_WORKER_AGE_OUT_HOURS},
+        {"reading": reading, "age_out_hours": config.worker_age_out_hours},
     )
 
 

@@ -16,7 +16,9 @@ from taskops import control
 from taskops.capture import CALL_KEY, CAPTURE_VERSION, RETRY_OF_HEADER, CapturedCall, call_from_meta
 from taskops.models import AuditEntry, RetryJob, RetryJobItem, RunRetry
 from taskops.services import retry_job_create, retry_job_process, task_retry
-from taskops.services.runs import calls_publish, retry_job_claim, retry_plans
+from taskops.publish import calls_publish
+from taskops.services.retries import retry_plans
+from taskops.services.retry_jobs import retry_job_claim
 from tests.support.poll import poll_until
 from tests.support.tasks import send, unique, waiting
 
@@ -222,7 +224,7 @@ def _dies_halfway_through(sends, **options):
 def test_a_publisher_process_dying_mid_chunk_fails_the_job_and_the_resume_sends_nothing_twice(
     isolated_broker, start_worker, actor, settings, monkeypatch
 ):
-    from taskops.services import runs
+    from taskops.services import retry_jobs as runs
 
     settings.TASKOPS_RETRY_CHUNK_SIZE, settings.TASKOPS_RETRY_PUBLISHERS = 100, 2
     queue = unique("dying")

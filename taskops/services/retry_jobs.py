@@ -1,8 +1,7 @@
-"""Writes on task runs: faithful retry of one or many runs, with edits, and resumable bulk retry jobs."""
+"""Writes of bulk retry jobs: many runs retried in chunks, resumable, each run sent once."""
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
 import os
@@ -15,25 +14,17 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import NamedTuple
 
-from celery.utils.nodenames import anon_nodename
-from celery.utils.saferepr import saferepr
-
-from django.conf import settings
 from django.db import connection, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 from django_celery_results.models import TaskResult
-from kombu.common import maybe_declare
-from kombu.exceptions import BatchPublishError
 
-from taskops.capture import RETRY_OF_HEADER, CapturedCall, NoCapture, call_from_meta
-from taskops.conf import celery_app
-from taskops.connection import BrokerUnavailable, broker_connection
+from taskops.conf import config
+from taskops.connection import BrokerUnavailable
 from taskops.models import AuditEntry, RetryJob, RetryJobItem, RunRetry
+from taskops.publish import calls_publish, console_task_send
 from taskops.services.approvals import MIN_REASON_LENGTH, approvable, dangerous_gate
 from taskops.services.base import (
     ActionOutcome,
@@ -43,286 +34,17 @@ from taskops.services.base import (
     refused,
     unavailable,
 )
+from taskops.services.retries import RetryPlan, retry_plans
 
 log = logging.getLogger(__name__)
 
-# Runs that have finished; a queued or running run is revoked, not retried.
-RETRYABLE_STATES = ("FAILURE", "REVOKED", "SUCCESS")
 JOB_TASK = "taskops.retry_job_run"
-# Messages per Redis pipeline in a publish batch.
-PUBLISH_BATCH = 1000
 # Rows per statement when the bulk job writes many rows at once (well under SQLite's 32,766 parameters).
 SQL_ROWS = 1000
 
 
-def _setting(name: str, default: float) -> float:
-    return float(getattr(settings, name, default))
-
-
 class RetryJobBusy(Exception):
     """Another runner holds the job's lease (it may be alive, or its lease not yet expired)."""
-
-
-class Send(NamedTuple):
-    """One call to send: its new task id, the call, and for a retry the run it retries.
-
-    A retry also carries the original's argument reprs as the results table kept them (the
-    sender may have masked them with `argsrepr`); None computes them as Celery does.
-    """
-
-    task_id: str
-    call: CapturedCall
-    original_id: str | None = None
-    argsrepr: str | None = None
-    kwargsrepr: str | None = None
-
-
-def _stored_repr(value: str | None) -> str | None:
-    """The argsrepr/kwargsrepr of a run, as django-celery-results stores it (JSON text), or None."""
-    if not value:
-        return None
-    try:
-        decoded = json.loads(value)
-    except ValueError:
-        return None
-    return decoded if isinstance(decoded, str) else None
-
-
-@dataclass(frozen=True)
-class RetryPlan:
-    """One run to retry: its captured call, or why it cannot be retried faithfully."""
-
-    task_id: str
-    call: CapturedCall | None
-    refusal: str = ""
-    argsrepr: str | None = None
-    kwargsrepr: str | None = None
-
-    def send(self, retry_id: str) -> Send:
-        """The retry of this run under `retry_id`, shown with the original's argument reprs."""
-        return Send(retry_id, self.call, self.task_id, self.argsrepr, self.kwargsrepr)
-
-
-def retry_plans(task_ids: list[str]) -> dict[str, RetryPlan]:
-    """Decide, for each run, whether it can be retried with its captured call (one query)."""
-    rows = {
-        task_id: rest
-        for task_id, *rest in TaskResult.objects.filter(task_id__in=task_ids).values_list(
-            "task_id", "status", "meta", "task_args", "task_kwargs"
-        )
-    }
-    plans = {}
-    for task_id in task_ids:
-        if task_id not in rows:
-            plans[task_id] = RetryPlan(task_id, None, "no such run in the results")
-            continue
-        status, meta, task_args, task_kwargs = rows[task_id]
-        if status not in RETRYABLE_STATES:
-            plans[task_id] = RetryPlan(task_id, None, f"the run is {status.lower()}: retry it once "
-                                                      "it has finished, or revoke it")
-            continue
-        call = call_from_meta(meta)
-        plans[task_id] = (
-            RetryPlan(task_id, None, call.reason) if isinstance(call, NoCapture)
-            else RetryPlan(task_id, call, "", _stored_repr(task_args), _stored_repr(task_kwargs))
-        )
-    return plans
-
-
-def _headers(send: Send) -> dict:
-    """The call's own headers, and for a retry the header that links it to the original."""
-    return {**send.call.headers, **({RETRY_OF_HEADER: send.original_id} if send.original_id else {})}
-
-
-class _Sender:
-    """Celery's own send path for many calls, with what `app.send_task` looks up per call read once.
-
-    Per message it does what send_task does: the task's execution options as defaults, the
-    app's router, `amqp.as_task_v2`, `backend.on_task_call` and `amqp.send_task_message` on the
-    given producer. What it does not repeat per message: reading the configuration (each read
-    costs ~20 µs on a Django-backed Celery config, and send_task makes several), declaring the
-    queue (declared once per queue per batch), and computing argument reprs a retry already has.
-    """
-
-    def __init__(self, app, producer, *, sent_events: bool | None) -> None:
-        conf = app.conf
-        self.app, self.amqp, self.producer = app, app.amqp, producer
-        self.router = self.amqp.router
-        self.send_message = self.amqp.send_task_message  # builds a sender: take it once
-        self.backend = app.backend
-        self.sent_event = conf.task_send_sent_event if sent_events is None else sent_events
-        self.inherit_priority = conf.task_inherit_parent_priority
-        self.maxlevels = conf.task_repr_maxlevels
-        self.origin = anon_nodename()
-        self.reply_to = app.thread_oid
-        self.parent = app.current_worker_task
-        self.declared: set[str] = set()
-        self.exec_options: dict[str, tuple[object, dict]] = {}
-
-    def _task_defaults(self, name: str) -> tuple[object, dict]:
-        if name not in self.exec_options:
-            task = self.app._tasks.get(name)
-            found = getattr(task, "_get_exec_options", dict)() if task is not None else {}
-            self.exec_options[name] = (task, {k: v for k, v in (found or {}).items()
-                                              if v is not None})
-        return self.exec_options[name]
-
-    def fits(self, call: CapturedCall) -> bool:
-        """False when the task's defaults ask for what only send_task handles (expiry, delays)."""
-        return "expires" not in self._task_defaults(call.task)[1]
-
-    def publish(self, send: Send) -> None:
-        call = send.call
-        task_type, defaults = self._task_defaults(call.task)
-        options = dict(defaults)
-        options.update(
-            queue=call.routing_key or None,
-            # A captured exchange comes with its routing key; a queue alone routes by that
-            # queue's own declaration (Celery then publishes to the queue directly).
-            exchange=call.exchange or None,
-            routing_key=(call.routing_key or None) if call.exchange else None,
-            priority=call.priority,
-            headers=_headers(send),
-        )
-        options.pop("time_limit", None), options.pop("soft_time_limit", None)
-        ignore_result = options.pop("ignore_result", None)
-        options = self.router.route(options, call.task, call.args, call.kwargs, task_type)
-        root_id = parent_id = None
-        if self.parent is not None:
-            root_id = self.parent.request.root_id or self.parent.request.id
-            parent_id = self.parent.request.id
-            if self.inherit_priority:
-                options.setdefault("priority", self.parent.request.delivery_info.get("priority"))
-        message = self.amqp.as_task_v2(
-            send.task_id, call.task, call.args, call.kwargs,
-            time_limit=call.time_limit, soft_time_limit=call.soft_time_limit,
-            create_sent_event=self.sent_event, root_id=root_id, parent_id=parent_id,
-            reply_to=self.reply_to, origin=self.origin, ignore_result=ignore_result,
-            argsrepr=send.argsrepr if send.argsrepr is not None else saferepr(
-                call.args, self.amqp.argsrepr_maxsize, maxlevels=self.maxlevels),
-            kwargsrepr=send.kwargsrepr if send.kwargsrepr is not None else saferepr(
-                call.kwargs, self.amqp.kwargsrepr_maxsize, maxlevels=self.maxlevels),
-            **options,
-        )
-        queue = options.get("queue")
-        if queue is not None and queue.name not in self.declared:
-            maybe_declare(queue, self.producer.channel)
-            self.declared.add(queue.name)
-        if not ignore_result:
-            self.backend.on_task_call(self.producer, send.task_id)
-        self.send_message(self.producer, call.task, message, retry=False, declare=[], **options)
-
-
-def calls_publish(sends: Iterable[Send | tuple], *, sent_events: bool | None = None,
-                  **options) -> None:
-    """Send calls, each routed as it says, on one short-timeout connection in a kombu publish batch.
-
-    The one send path of the console: retries (an original id set: a retry-of header links them)
-    and new runs from the catalog (original None; `options` such as countdown, eta, expires go
-    through `app.send_task` itself; a queue, exchange or routing_key there replaces the call's,
-    as a schedule run now needs). `sent_events` None sends task-sent events as the app is
-    configured; bulk jobs pass False. Raises BrokerUnavailable, also when a batch flush failed
-    (delivery of that batch is then uncertain).
-    """
-    sends = [s if isinstance(s, Send) else Send(*s) for s in sends]
-    if not sends:
-        return
-    app = celery_app()
-    with broker_connection() as conn:
-        producer = app.amqp.Producer(conn, auto_declare=False)
-        sender = _Sender(app, producer, sent_events=sent_events)
-        try:
-            with producer.batch(max_size=PUBLISH_BATCH):
-                for send in sends:
-                    if not options and sender.fits(send.call):
-                        sender.publish(send)
-                    else:
-                        _send_task(app, producer, send, options)
-        except BatchPublishError as exc:
-            raise BrokerUnavailable(f"publishing failed, delivery uncertain: {exc}") from exc
-
-
-def _send_task(app, producer, send: Send, options: dict) -> None:
-    call = send.call
-    routed = {
-        "queue": call.routing_key or None, "exchange": call.exchange or None,
-        "routing_key": (call.routing_key or None) if call.exchange else None,
-    }
-    app.send_task(
-        call.task, args=call.args, kwargs=call.kwargs, task_id=send.task_id,
-        priority=call.priority, time_limit=call.time_limit, soft_time_limit=call.soft_time_limit,
-        headers=_headers(send), producer=producer, add_to_parent=False,
-        # A queue, exchange or routing key in `options` (a schedule run as beat runs it) wins.
-        **{**routed, **options},
-    )
-
-
-def _refusal_text(refused: dict[str, str]) -> str:
-    shown = "; ".join(f"{task_id}: {why}" for task_id, why in list(refused.items())[:5])
-    more = f" (and {len(refused) - 5} more)" if len(refused) > 5 else ""
-    return f"Not retried: {shown}{more}."
-
-
-def task_retry(*, actor: Actor, task_ids: list[str], reason: str = "") -> ActionOutcome:
-    """Retry finished runs now, each with its captured call on its original queue and priority."""
-    task_ids = list(dict.fromkeys(t.strip() for t in task_ids if t and t.strip()))
-    plans = retry_plans(task_ids)
-    refused = {p.task_id: p.refusal for p in plans.values() if p.call is None}
-    sends = [p.send(str(uuid.uuid4())) for p in plans.values() if p.call is not None]
-    params = {"task_ids": task_ids}
-    target = task_ids[0] if len(task_ids) == 1 else f"{len(task_ids)} runs"
-    detail = {"refused": refused}
-    if not sends:
-        return audit_record(actor, "task.retry", target, params, reason, ActionOutcome(
-            AuditEntry.Outcome.REFUSED, _refusal_text(refused), detail))
-    try:
-        calls_publish(sends)
-    except BrokerUnavailable as exc:
-        return audit_record(actor, "task.retry", target, params, reason, unavailable(exc, "Retry"))
-    RunRetry.objects.bulk_create(
-        RunRetry(original_task_id=original, retry_task_id=retry_id, task_name=call.task,
-                 requested_by=actor.db_user)
-        for retry_id, call, original, *_reprs in sends
-    )
-    detail["retries"] = {s.original_id: s.task_id for s in sends}
-    message = (f"Retried {len(sends)} run{'s' if len(sends) != 1 else ''} with the original "
-               f"arguments and routing: " + ", ".join(
-                   f"{s.original_id} → {s.task_id}" for s in sends[:5])
-               + (" …" if len(sends) > 5 else "") + ".")
-    if refused:
-        message += " " + _refusal_text(refused)
-    outcome = AuditEntry.Outcome.PARTIAL if refused else AuditEntry.Outcome.OK
-    return audit_record(actor, "task.retry", target, params, reason,
-                        ActionOutcome(outcome, message, detail))
-
-
-def task_retry_edited(
-    *, actor: Actor, task_id: str, call: CapturedCall, reason: str = ""
-) -> ActionOutcome:
-    """Send a run again with arguments or routing edited by the user (validated by the form)."""
-    retry_id = str(uuid.uuid4())
-    params = {"task_id": task_id, "task": call.task, "args": call.args, "kwargs": call.kwargs,
-              "queue": call.routing_key, "priority": call.priority}
-    try:
-        calls_publish([(retry_id, call, task_id)])
-    except BrokerUnavailable as exc:
-        return audit_record(actor, "task.retry_edited", task_id, _jsonable(params), reason,
-                            unavailable(exc, "Retry"))
-    RunRetry.objects.create(original_task_id=task_id, retry_task_id=retry_id, task_name=call.task,
-                            requested_by=actor.db_user, edited=True)
-    return audit_record(actor, "task.retry_edited", task_id, _jsonable(params), reason, ActionOutcome(
-        AuditEntry.Outcome.OK, f"Sent {call.task} again with edited arguments as {retry_id}.",
-        {"retry": retry_id}))
-
-
-def _jsonable(value):
-    """Arguments as the audit log keeps them (JSON with datetimes and UUIDs as strings)."""
-    from kombu.utils.json import dumps, loads
-
-    return loads(dumps(value), object_hook=None)
-
-
-# --- Bulk retry jobs --------------------------------------------------------------------------------
 
 
 def _chunks(values: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -345,7 +67,7 @@ def retry_job_create(
     (ActionRefused otherwise, nothing kept), and with approvals on the job waits, queued, for a
     second person; `job.pending_approval` is then the request's id.
     """
-    threshold = int(getattr(settings, "TASKOPS_BULK_RETRY_REASON_THRESHOLD", 100))
+    threshold = config.bulk_retry_reason_threshold
     missing_reason = False
     with transaction.atomic():
         job = RetryJob.objects.create(created_by=actor.db_user, description=description[:500],
@@ -402,10 +124,7 @@ def _retry_job_approved(*, actor: Actor, params: dict, reason: str, approval) ->
 
 def retry_job_start(job_id: int) -> None:
     """Queue the console's job task for `job_id` (on TASKOPS_QUEUE)."""
-    app = celery_app()
-    with broker_connection() as conn:
-        app.send_task(JOB_TASK, args=[job_id], queue=getattr(settings, "TASKOPS_QUEUE", "default"),
-                      connection=conn, add_to_parent=False)
+    console_task_send(JOB_TASK, [job_id], queue=config.queue)
 
 
 def retry_job_resume(*, actor: Actor, job_id: int, reason: str = "") -> ActionOutcome:
@@ -427,7 +146,7 @@ def retry_job_resume(*, actor: Actor, job_id: int, reason: str = "") -> ActionOu
 def _lease(job_id: int, owner: str) -> bool:
     """Take or renew the job's lease; False when another live runner holds it."""
     now = timezone.now()
-    until = now + timedelta(seconds=_setting("TASKOPS_RETRY_LEASE_SECONDS", 60))
+    until = now + timedelta(seconds=config.retry_lease_seconds)
     taken = RetryJob.objects.filter(pk=job_id).exclude(state=RetryJob.State.DONE).filter(
         lease_owner__in=["", owner]
     ).update(lease_owner=owner, lease_until=until)
@@ -560,9 +279,9 @@ def retry_job_publishers(remaining: int, chunk_size: int) -> int:
     """How many processes run a job's chunks: TASKOPS_RETRY_PUBLISHERS (default: the cores, at
     most 4), and 1 (the runner itself) for jobs of a few chunks, throttled jobs
     (TASKOPS_RETRY_CHUNK_DELAY) and runners inside a transaction."""
-    wanted = getattr(settings, "TASKOPS_RETRY_PUBLISHERS", None)
-    count = int(wanted) if wanted is not None else min(4, os.cpu_count() or 1)
-    if (count <= 1 or remaining < 4 * chunk_size or _setting("TASKOPS_RETRY_CHUNK_DELAY", 0)
+    wanted = config.retry_publishers
+    count = wanted if wanted is not None else min(4, os.cpu_count() or 1)
+    if (count <= 1 or remaining < 4 * chunk_size or config.retry_chunk_delay
             or connection.in_atomic_block):
         return 1
     return count
@@ -613,7 +332,7 @@ def _run_chunks(job: RetryJob, owner: str, chunk_size: int, publishers: int) -> 
     With publisher processes, up to `publishers + 1` chunks are under way at once. An error
     stops the job once the chunks under way have ended (each is settled on its own).
     """
-    delay = _setting("TASKOPS_RETRY_CHUNK_DELAY", 0)
+    delay = config.retry_chunk_delay
     pending = job.items.filter(state=RetryJobItem.State.PENDING).order_by("id")
     under_way: deque[Future] = deque()
     error: BaseException | None = None
@@ -653,7 +372,7 @@ def retry_job_process(job_id: int, *, owner: str) -> RetryJob:
         raise RetryJobBusy(f"retry job {job_id} is held by another runner until {job.lease_until}")
     RetryJob.objects.filter(pk=job_id).update(
         state=RetryJob.State.RUNNING, started_at=job.started_at or timezone.now(), last_error="")
-    chunk_size = int(_setting("TASKOPS_RETRY_CHUNK_SIZE", 1000))
+    chunk_size = config.retry_chunk_size
     try:
         _recover_claimed(job, owner)
         remaining = job.items.filter(state=RetryJobItem.State.PENDING).count()
