@@ -23,12 +23,17 @@ __all__ = [
     "queue_depths",
     "queue_peek",
     "queue_purge",
+    "QueueNotPurgeable",
 ]
 
 # Celery's own plumbing (events, remote control replies) is not a task queue.
 _INTERNAL_EXCHANGES = {"celeryev", "celery.pidbox", "reply.celery.pidbox"}
 # Reading every in-flight message to count them per queue stops being cheap past this many.
 UNACKED_DETAIL_LIMIT = 1000
+
+
+class QueueNotPurgeable(Exception):
+    """The name is not a task queue in this broker: missing (RabbitMQ) or one of kombu's own keys (Redis)."""
 
 
 @dataclass(frozen=True)
@@ -182,13 +187,15 @@ def _redis_depths(conn, names: list[str], *, discover: bool) -> BrokerReading:
     channel = conn.default_channel
     layout = _redis_layout(channel)
     client = _redis_client(channel)
-    seen = _redis_seen_queues(client, layout) if discover else []
+    seen = ([name for name in _redis_seen_queues(client, layout) if not _redis_own_key(channel, name)]
+            if discover else [])
     all_names = sorted(set(names) | set(seen))
     pipe = client.pipeline(transaction=False)
     for name in all_names:
         for _step, key in layout.keys(name):
             pipe.llen(key)
-    lengths = iter(pipe.execute())
+    # A key of another type under a queue's name is no queue: it reads as empty, not as an error.
+    lengths = iter(n if isinstance(n, int) else 0 for n in pipe.execute(raise_on_error=False))
     in_flight_total, per_queue = _redis_in_flight(client, layout)
     queues = {}
     for name in all_names:
@@ -316,7 +323,23 @@ def queue_peek(name: str, *, limit: int = 20, timeout: float | None = None) -> l
         return _redis_peek(conn, name, limit)
 
 
+def _redis_own_key(channel, name: str) -> bool:
+    """True when `name` is (or would purge) one of kombu's own Redis keys rather than a queue's lists."""
+    own = {channel.unacked_key, channel.unacked_index_key, channel.unacked_mutex_key}
+    return (name in own or name.startswith("_kombu.") or channel.sep in name
+            or name.endswith(".pidbox") or name.startswith("celeryev"))
+
+
 def queue_purge(name: str, *, timeout: float | None = None) -> int:
-    """Delete every waiting message of `name` (all priority levels) through kombu; return how many."""
+    """Delete every waiting message of `name` (all priority levels) through kombu; return how many.
+
+    Raises QueueNotPurgeable for a name that is no task queue of this broker, BrokerUnavailable.
+    """
     with broker_connection(timeout=timeout) as conn:
-        return int(conn.default_channel.queue_purge(name) or 0)
+        channel = conn.default_channel
+        if _transport_name(conn) == "redis" and _redis_own_key(channel, name):
+            raise QueueNotPurgeable(f"{name!r} is one of the broker's own keys, not a task queue")
+        try:
+            return int(channel.queue_purge(name) or 0)
+        except NotFound as exc:
+            raise QueueNotPurgeable(f"there is no queue {name!r} in the broker") from exc

@@ -12,6 +12,9 @@ from django.core.cache import cache
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+# The shared reading of the cluster (selectors.live); every action drops it, so pages show its effect.
+LIVE_KEY = "taskops:cluster"
+
 _BREAKER_SECONDS = 10.0
 _down_until = 0.0
 

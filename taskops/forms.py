@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from taskops.services import SIGNALS
+from taskops.vocabulary import SIGNALS
 
 
 class ReasonForm(forms.Form):

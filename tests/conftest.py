@@ -155,8 +155,8 @@ def role_client(client, django_user_model):
 
 @pytest.fixture
 def actor(django_user_model):
-    """Someone acting through the console's services (a staff user, from 127.0.0.1)."""
+    """Someone acting through the console's services (a superuser, from 127.0.0.1)."""
     from taskops.services import Actor
 
-    return Actor(user=django_user_model.objects.create_user("acting-user", is_staff=True),
+    return Actor(user=django_user_model.objects.create_superuser("acting-user", password="x"),
                  ip="127.0.0.1")

@@ -34,7 +34,7 @@ from taskops.permissions import can
 from taskops.selectors.runs import RunQueue, run_queue_names
 from taskops.services import Actor
 from taskops.views import runs as run_views
-from taskops.views.common import require
+from taskops.views.common import outcome_perform, require
 
 STATE_CLASS = {"SUCCESS": "ok", "FAILURE": "bad", "REVOKED": "bad", "RETRY": "warn", "STARTED": "warn"}
 
@@ -340,10 +340,8 @@ class TaskRunAdmin(ReadOnlyConsoleAdmin):
             if not first:
                 messages.warning(request, "No runs match: nothing was retried.")
                 return None
-            outcome = services.task_retry(actor=actor, task_ids=first, reason=reason)
-            level = {"ok": messages.SUCCESS, "partial": messages.WARNING}.get(outcome.outcome,
-                                                                               messages.ERROR)
-            messages.add_message(request, level, outcome.message)
+            outcome_perform(request, lambda: services.task_retry(actor=actor, task_ids=first,
+                                                                 reason=reason))
             return None
         import itertools
 

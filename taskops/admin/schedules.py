@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape
 from urllib.parse import quote
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
 from django.urls import path, reverse
@@ -26,9 +26,10 @@ from taskops.admin.pages import ReasonActionForm
 from taskops.admin.schedule_transfer import ScheduleTransferAdminMixin
 from taskops.permissions import can
 from taskops.selectors.schedules import SCHEDULE_RELATIONS, ScheduleRow, schedule_rows
-from taskops.services import ActionRefused, Actor
+from taskops.services import Actor
 from taskops.services import schedules as services
 from taskops.views import schedules as views
+from taskops.views.common import outcome_perform
 from taskops.views.runs import run_url
 
 # The stock admins accept unknown task names, 500 on bad JSON and run tasks without their
@@ -206,18 +207,13 @@ class PeriodicTaskAdmin(ScheduleTransferAdminMixin, admin.ModelAdmin):
     # --- Actions ----------------------------------------------------------------------------
     def _act(self, request, queryset, service, **options) -> None:
         """Run `service` on the selected schedules with the action bar's reason; say the outcome."""
-        try:
-            outcome = service(actor=Actor.from_request(request),
-                              task_ids=list(queryset.values_list("pk", flat=True)),
-                              reason=request.POST.get("reason", "").strip(), **options)
-        except ActionRefused as refusal:
-            messages.error(request, f"Nothing was done: {refusal}")
-            return
-        level = {"ok": messages.SUCCESS, "partial": messages.WARNING}.get(outcome.outcome,
-                                                                           messages.ERROR)
-        messages.add_message(request, level, views.run_message(outcome)
-                             if "runs" in outcome.detail or "task_id" in outcome.detail
-                             else outcome.message)
+        outcome_perform(
+            request,
+            lambda: service(actor=Actor.from_request(request),
+                            task_ids=list(queryset.values_list("pk", flat=True)),
+                            reason=request.POST.get("reason", "").strip(), **options),
+            shown=lambda outcome: (views.run_message(outcome) if "runs" in outcome.detail
+                                   or "task_id" in outcome.detail else outcome.message))
 
     @admin.action(description="Enable the selected schedules", permissions=["edit"])
     def enable_selected(self, request, queryset):

@@ -5,10 +5,20 @@ from django.db import models
 
 
 class AppendOnlyQuerySet(models.QuerySet):
-    """No bulk update or delete of audit entries."""
+    """No bulk update or delete of audit entries; an entry that is only started may be finished once."""
 
     def update(self, **kwargs):
         raise TypeError("The audit log is append-only: entries are never changed.")
+
+    def finish(self, pk: int, *, outcome: str, message: str, detail: dict) -> None:
+        """Complete a started entry with its outcome (the one change an entry ever gets)."""
+        if outcome == AuditEntry.Outcome.STARTED:
+            raise ValueError("An entry is finished with its outcome, not with 'started'.")
+        changed = models.QuerySet.update(
+            self.filter(pk=pk, outcome=AuditEntry.Outcome.STARTED),
+            outcome=outcome, message=message, detail=detail)
+        if changed != 1:
+            raise TypeError(f"Audit entry {pk} is not a started entry: it cannot be changed.")
 
     def delete(self):
         raise TypeError("The audit log is append-only: entries are never deleted.")
@@ -24,6 +34,7 @@ class AuditEntry(models.Model):
         FAILED = "failed", "failed"
         REFUSED = "refused", "refused"
         PENDING = "pending", "waiting for approval"
+        STARTED = "started", "started, no outcome recorded"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(

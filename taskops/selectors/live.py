@@ -12,7 +12,6 @@ from taskops import broker, cache, control
 from taskops.conf import celery_app, config
 from taskops.connection import BrokerUnavailable
 from taskops.models import PendingRevoke, QueueDepthSample, QueuePause, WorkerSeen
-from taskops.services import LIVE_CACHE_KEY
 
 SPARKLINE_POINTS = 60
 DISCOVERY_TIMEOUT = 0.6
@@ -206,7 +205,16 @@ def _read_cluster() -> ClusterReading:
 def cluster_reading() -> ClusterReading:
     """The current cluster reading: computed by one viewer per period, shared with the rest."""
     ttl = config.live_ttl
-    return cache.shared_value(LIVE_CACHE_KEY, ttl, _read_cluster)
+    return cache.shared_value(cache.LIVE_KEY, ttl, _read_cluster)
+
+
+def queue_known(name: str) -> bool:
+    """True when `name` is a queue the console knows: configured, paused, seen in the broker or consumed."""
+    reading = cluster_reading()
+    return (reading.queue(name) is not None
+            or any(name in worker.queues for worker in reading.workers)
+            or name in configured_queue_names()
+            or QueuePause.objects.filter(queue=name).exists())
 
 
 @dataclass(frozen=True)

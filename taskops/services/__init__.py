@@ -5,7 +5,7 @@ from taskops.services.approvals import (
     approval_cancel,
     approval_decide,
 )
-from taskops.services.base import LIVE_CACHE_KEY, ActionOutcome, ActionRefused, Actor
+from taskops.services.base import ActionOutcome, ActionRefused, Actor, AuditedAction, OutcomeNotRecorded
 from taskops.services.catalog import task_send
 from taskops.services.schedule_import import (
     schedule_export,
@@ -24,7 +24,6 @@ from taskops.services.retries import task_retry, task_retry_edited
 from taskops.services.retry_jobs import retry_job_create, retry_job_process, retry_job_resume
 from taskops.services.live import (
     RATE_LIMIT_RE,
-    SIGNALS,
     WorkerStartPlan,
     cluster_sample,
     queue_pause,
@@ -43,9 +42,9 @@ __all__ = [
     "DANGEROUS_ACTIONS",
     "approval_cancel",
     "approval_decide",
-    "LIVE_CACHE_KEY",
+    "AuditedAction",
+    "OutcomeNotRecorded",
     "RATE_LIMIT_RE",
-    "SIGNALS",
     "ActionOutcome",
     "ActionRefused",
     "Actor",

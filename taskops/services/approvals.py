@@ -11,14 +11,7 @@ from django.utils import timezone
 from taskops.conf import config
 from taskops.models import AuditEntry, PendingAction
 from taskops.permissions import can
-from taskops.services.base import (
-    ActionOutcome,
-    ActionRefused,
-    Actor,
-    audit_record,
-    reason_required,
-    refused,
-)
+from taskops.services.base import ActionOutcome, ActionRefused, Actor, AuditedAction
 
 # Dangerous actions: each one needs a typed reason and, when approvals are on, a second person.
 DANGEROUS_ACTIONS = frozenset({
@@ -47,37 +40,24 @@ def approval_permission(action: str) -> str | None:
     return entry[0] if entry else None
 
 
-def approval_required() -> bool:
-    return config.require_approval
-
-
-def dangerous_gate(
-    *,
-    actor: Actor,
-    action: str,
-    target: str,
-    params: dict,
-    reason: str,
-    approval: PendingAction | None,
-) -> ActionOutcome | None:
+def dangerous_gate(act: AuditedAction, approval: PendingAction | None) -> ActionOutcome | None:
     """Let a dangerous action through (None), or stop it: refused without a reason, pending approval.
 
-    Call first thing in a dangerous service; `approval` is the approved request when the
-    action is being carried out on approval.
+    Call in a dangerous service once its own checks passed, before it takes effect; `approval`
+    is the approved request when the action is being carried out on approval.
     """
     if approval is not None:
         return None
-    reason_required(actor, action, target, params, reason, min_length=MIN_REASON_LENGTH,
-                    message="This action needs a reason: type why you are doing it (it is kept "
-                            "in the audit log).")
-    if not approval_required():
+    act.refuse_without_reason("This action needs a reason: type why you are doing it (it is kept "
+                              "in the audit log).", min_length=MIN_REASON_LENGTH)
+    if not config.require_approval:
         return None
     expires = timezone.now() + timedelta(minutes=config.approval_ttl_minutes)
     pending = PendingAction.objects.create(
-        action=action, target=target[:255], params=params, reason=reason,
-        requested_by=actor.db_user, requested_by_name=actor.name, expires_at=expires,
+        action=act.action, target=act.target[:255], params=act.params, reason=act.reason,
+        requested_by=act.actor.db_user, requested_by_name=act.actor.name, expires_at=expires,
     )
-    return audit_record(actor, action, target, params, reason, ActionOutcome(
+    return act.finish(ActionOutcome(
         AuditEntry.Outcome.PENDING,
         f"Waiting for approval by a second person (request #{pending.pk}, expires "
         f"{timezone.localtime(expires):%Y-%m-%d %H:%M}).",
@@ -85,9 +65,10 @@ def dangerous_gate(
     ))
 
 
-def _decision_refused(actor: Actor, pending: PendingAction, verb: str, message: str):
-    refused(actor, f"approval.{verb}", f"#{pending.pk} {pending.action} {pending.target}",
-            {"approval_id": pending.pk}, "", message)
+def _requester_may(pending: PendingAction, permission: str) -> bool:
+    """True when the person who asked still exists and may still do the action."""
+    requester = pending.requested_by
+    return requester is not None and can(requester, permission)
 
 
 def approval_decide(*, actor: Actor, approval_id: int, approve: bool, reason: str = "") -> ActionOutcome:
@@ -109,20 +90,22 @@ def approval_decide(*, actor: Actor, approval_id: int, approve: bool, reason: st
             problem = "You asked for this action: someone else must approve it."
         elif perform is None or not can(actor.user, permission):
             problem = "Only someone allowed to do this action may decide on it."
+        elif approve and not _requester_may(pending, permission):
+            problem = (f"{pending.requested_by_name} may no longer do this action, so it cannot be "
+                       "carried out on their request: they must ask again.")
         else:
             pending.state = PendingAction.State.APPROVED if approve else PendingAction.State.REJECTED
             pending.decided_at = timezone.now()
             pending.decided_by = actor.db_user
             pending.decided_by_name = actor.name
             pending.save()
-    target = f"#{pending.pk} {pending.action} {pending.target}"
+    act = AuditedAction(actor, f"approval.{verb}", f"#{pending.pk} {pending.action} {pending.target}",
+                        {"approval_id": pending.pk}, reason)
     if problem:  # audited outside the transaction, so the refusal is kept
-        _decision_refused(actor, pending, verb, problem)
+        act.refuse(problem)
     if not approve:
-        return audit_record(actor, "approval.reject", target, {"approval_id": pending.pk}, reason,
-                            ActionOutcome(AuditEntry.Outcome.OK, f"Rejected request #{pending.pk}."))
-    audit_record(actor, "approval.approve", target, {"approval_id": pending.pk}, reason,
-                 ActionOutcome(AuditEntry.Outcome.OK, f"Approved request #{pending.pk}."))
+        return act.finish(ActionOutcome(AuditEntry.Outcome.OK, f"Rejected request #{pending.pk}."))
+    act.finish(ActionOutcome(AuditEntry.Outcome.OK, f"Approved request #{pending.pk}."))
     try:
         outcome = perform(actor=actor, params=pending.params,
                           reason=f"{pending.reason} (asked by {pending.requested_by_name}, "
@@ -139,16 +122,14 @@ def approval_cancel(*, actor: Actor, approval_id: int) -> ActionOutcome:
     pending = PendingAction.objects.filter(pk=approval_id).first()
     if pending is None:
         raise ActionRefused(f"There is no approval request #{approval_id}.")
-    target = f"#{pending.pk} {pending.action} {pending.target}"
+    act = AuditedAction(actor, "approval.cancel", f"#{pending.pk} {pending.action} {pending.target}",
+                        {"approval_id": pending.pk})
     if actor.db_user is None or actor.db_user.pk != pending.requested_by_id:
-        refused(actor, "approval.cancel", target, {"approval_id": pending.pk}, "",
-                "Only the person who asked may withdraw the request.")
+        act.refuse("Only the person who asked may withdraw the request.")
     updated = PendingAction.objects.filter(pk=pending.pk, state=PendingAction.State.PENDING,
                                            expires_at__gt=timezone.now()).update(
         state=PendingAction.State.CANCELLED, decided_at=timezone.now(),
         decided_by=actor.db_user, decided_by_name=actor.name)
     if not updated:
-        refused(actor, "approval.cancel", target, {"approval_id": pending.pk}, "",
-                f"Request #{pending.pk} is no longer pending.")
-    return audit_record(actor, "approval.cancel", target, {"approval_id": pending.pk}, "",
-                        ActionOutcome(AuditEntry.Outcome.OK, f"Withdrew request #{pending.pk}."))
+        act.refuse(f"Request #{pending.pk} is no longer pending.")
+    return act.finish(ActionOutcome(AuditEntry.Outcome.OK, f"Withdrew request #{pending.pk}."))

@@ -1,25 +1,35 @@
-"""What every console write shares: who acts, the outcome, refusals, and the audit record."""
+"""What every console write shares: who acts, the permission check, the outcome, and its one audit entry."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from django.contrib.auth.models import AnonymousUser, User
+from django.db import DatabaseError
 
 from taskops import cache, control
 from taskops.connection import BrokerUnavailable
 from taskops.models import AuditEntry
-
-LIVE_CACHE_KEY = "taskops:cluster"
+from taskops.permissions import action_refusal, can
 
 
 class ActionRefused(ValueError):
-    """The action was not attempted: its input is invalid or unconfirmed (message says why)."""
+    """The action was not attempted: not allowed, or its input is invalid or unconfirmed (message says why)."""
+
+
+class OutcomeNotRecorded(Exception):
+    """The action took effect, but its outcome could not be written (its audit entry stays "started")."""
+
+    def __init__(self, result: ActionOutcome, error: BaseException) -> None:
+        super().__init__(f"{result.message} The console could not record this outcome ({error}); "
+                         "the audit log shows the action as started.")
+        self.result = result
 
 
 @dataclass(frozen=True)
 class Actor:
-    """Who acts, and from where."""
+    """Who acts, and from where; user None is the console itself (worker hooks, job runners)."""
 
     user: User | AnonymousUser | None
     ip: str | None = None
@@ -51,48 +61,90 @@ class ActionOutcome:
         return self.outcome == AuditEntry.Outcome.OK
 
 
+class AuditedAction:
+    """One console action under way, and its one audit entry.
+
+    The entry is written at the first of: a refusal (outcome refused), the intent (outcome
+    started, written before the action takes effect, so a crash in between leaves a trace), or
+    the outcome; once the intent is written, the outcome completes that same entry.
+    """
+
+    def __init__(self, actor: Actor, action: str, target: str = "", params: dict | None = None,
+                 reason: str = "") -> None:
+        self.actor = actor
+        self.action = action
+        self.target = target
+        self.params = params if params is not None else {}
+        self.reason = reason or ""
+        self.entry_id: int | None = None
+
+    def refuse(self, message: str, detail: dict | None = None) -> NoReturn:
+        """Record the refusal and raise ActionRefused: nothing is done."""
+        self.finish(ActionOutcome(AuditEntry.Outcome.REFUSED, message, detail or {}))
+        raise ActionRefused(message)
+
+    def refuse_unless_allowed(self, *actions: str) -> None:
+        """Refuse unless the person acting may do every one of `actions` (the console itself may)."""
+        user = self.actor.user
+        if user is None:
+            return
+        for action in actions or (self.action,):
+            if not can(user, action):
+                self.refuse(action_refusal(user, action))
+
+    def refuse_without_reason(self, message: str, *, min_length: int = 1) -> None:
+        """Refuse an action that needs a typed reason and got none (or too short a one)."""
+        if reason_missing(self.reason, min_length):
+            self.refuse(message)
+
+    def intent(self) -> None:
+        """Record that the action is about to take effect; call right before the side effect."""
+        if self.entry_id is None:
+            self.entry_id = AuditEntry.objects.create(
+                **self._who_what(), outcome=AuditEntry.Outcome.STARTED,
+                message="Started; no outcome was recorded (the console stopped or lost its "
+                        "database before the action finished).",
+            ).pk
+
+    def finish(self, result: ActionOutcome) -> ActionOutcome:
+        """Record the outcome (completing the intent's entry when there is one) and return it."""
+        if self.entry_id is None:
+            self.entry_id = AuditEntry.objects.create(
+                **self._who_what(), outcome=result.outcome, message=result.message,
+                detail=result.detail).pk
+        else:
+            try:
+                AuditEntry.objects.finish(self.entry_id, outcome=result.outcome,
+                                          message=result.message, detail=result.detail)
+            except DatabaseError as exc:
+                raise OutcomeNotRecorded(result, exc) from exc
+        cache.drop(cache.LIVE_KEY)
+        return result
+
+    def broker_failed(self, exc: BrokerUnavailable, what: str, *, after: str = "") -> ActionOutcome:
+        """Record (and return) that the broker did not answer while doing `what`."""
+        return self.finish(ActionOutcome(
+            AuditEntry.Outcome.FAILED,
+            f"{what} failed: the broker did not answer ({exc}).{' ' + after if after else ''}"))
+
+    def _who_what(self) -> dict:
+        return {
+            "actor": self.actor.db_user, "actor_name": self.actor.name, "source_ip": self.actor.ip,
+            "action": self.action, "target": self.target[:255], "params": self.params,
+            "reason": self.reason,
+        }
+
+
 def audit_record(
     actor: Actor, action: str, target: str, params: dict, reason: str, result: ActionOutcome
 ) -> ActionOutcome:
-    AuditEntry.objects.create(
-        actor=actor.db_user,
-        actor_name=actor.name,
-        source_ip=actor.ip,
-        action=action,
-        target=target[:255],
-        params=params,
-        reason=reason,
-        outcome=result.outcome,
-        message=result.message,
-        detail=result.detail,
-    )
-    cache.drop(LIVE_CACHE_KEY)
-    return result
-
-
-def refused(actor: Actor, action: str, target: str, params: dict, reason: str, message: str):
-    audit_record(actor, action, target, params, reason, ActionOutcome(AuditEntry.Outcome.REFUSED, message))
-    raise ActionRefused(message)
+    """Record an action that is over in one go (a refusal at the door, a login that failed)."""
+    return AuditedAction(actor, action, target, params, reason).finish(result)
 
 
 def reason_missing(reason: str | None, min_length: int = 1) -> bool:
     """True when no reason (of at least `min_length` characters, spaces aside) was typed."""
     return len((reason or "").strip()) < min_length
-
-
-def reason_required(
-    actor: Actor, action: str, target: str, params: dict, reason: str, *, message: str,
-    min_length: int = 1,
-) -> None:
-    """Refuse (audited) an action that needs a typed reason and got none."""
-    if reason_missing(reason, min_length):
-        refused(actor, action, target, params, reason, message)
-
-
-def unavailable(exc: BrokerUnavailable, what: str) -> ActionOutcome:
-    return ActionOutcome(
-        AuditEntry.Outcome.FAILED, f"{what} failed: the broker did not answer ({exc}).", {}
-    )
 
 
 def names_text(names) -> str:
@@ -121,5 +173,3 @@ def outcome_from_replies(result: control.CommandResult, done: str, *, none_answe
     elif result.errors or result.missing:
         outcome = AuditEntry.Outcome.PARTIAL
     return ActionOutcome(outcome, " ".join(parts), detail)
-
-

@@ -14,7 +14,7 @@ from taskops.capture import CapturedCall
 from taskops.conf import celery_app
 from taskops.connection import BrokerUnavailable
 from taskops.models import AuditEntry
-from taskops.services.base import ActionOutcome, Actor, audit_record, unavailable
+from taskops.services.base import ActionOutcome, Actor, AuditedAction
 from taskops.publish import calls_publish
 
 
@@ -26,7 +26,7 @@ def _when_text(countdown: float | None, eta: datetime | None) -> str:
     return ""
 
 
-def _run_record_pending(task_id: str, name: str, args: list, kwargs: dict,
+def run_record_pending(task_id: str, name: str, args: list, kwargs: dict,
                         periodic_task_name: str | None = None) -> None:
     """A PENDING row for the new run, so its page exists (and follows it) before a worker starts it.
 
@@ -72,12 +72,14 @@ def task_send(
         **{k: v for k, v in {"priority": priority, "time_limit": time_limit,
                              "soft_time_limit": soft_time_limit}.items() if v is not None},
     }))
+    params["task_id"] = task_id
+    act = AuditedAction(actor, "task.trigger", name, params, reason)
+    act.refuse_unless_allowed("task.trigger")
+    act.intent()
     try:
         calls_publish([(task_id, call, None)], **options)
     except BrokerUnavailable as exc:
-        return audit_record(actor, "task.trigger", name, params, reason,
-                            unavailable(exc, f"Sending {name}"))
-    _run_record_pending(task_id, name, args, kwargs)
+        return act.broker_failed(exc, f"Sending {name}")
+    run_record_pending(task_id, name, args, kwargs)
     message = f"Sent {name} to queue {queue} as {task_id}{_when_text(countdown, eta)}."
-    return audit_record(actor, "task.trigger", name, params, reason,
-                        ActionOutcome(AuditEntry.Outcome.OK, message, {"task_id": task_id}))
+    return act.finish(ActionOutcome(AuditEntry.Outcome.OK, message, {"task_id": task_id}))

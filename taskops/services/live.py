@@ -10,9 +10,10 @@ from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
+from django_celery_results.models import TaskResult
 
-from taskops.conf import config
 from taskops import broker, cache, control
+from taskops.conf import config
 from taskops.connection import BrokerUnavailable
 from taskops.models import (
     AuditEntry,
@@ -22,21 +23,19 @@ from taskops.models import (
     QueuePause,
     WorkerSeen,
 )
+from taskops.selectors.live import queue_known
 from taskops.services.approvals import approvable, dangerous_gate
 from taskops.services.base import (
-    LIVE_CACHE_KEY,
     ActionOutcome,
     Actor,
-    audit_record,
+    AuditedAction,
     names_text,
     outcome_from_replies,
-    refused,
-    unavailable,
 )
+from taskops.vocabulary import SIGNALS
 
 log = logging.getLogger(__name__)
 
-SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGKILL")
 RATE_LIMIT_RE = re.compile(r"^(\d+(\.\d+)?)(/[smh])?$")
 
 
@@ -47,14 +46,25 @@ def _online_worker_names() -> list[str]:
 # --- Queues -------------------------------------------------------------------------------------
 
 
+def _queue_action(actor: Actor, action: str, queue: str, reason: str, permission: str) -> AuditedAction:
+    """An action on `queue`: allowed for this person, and on a queue the console knows."""
+    act = AuditedAction(actor, action, queue, {"queue": queue}, reason)
+    act.refuse_unless_allowed(permission)
+    if not queue_known(queue):
+        act.refuse(f"There is no queue {queue!r}: it is not configured, consumed by a worker, "
+                   "paused, or seen in the broker.")
+    return act
+
+
 def queue_pause(*, actor: Actor, queue: str, reason: str = "") -> ActionOutcome:
     """Stop every worker consuming `queue` (messages stay queued) and remember it for later workers."""
-    params = {"queue": queue}
+    act = _queue_action(actor, "queue.pause", queue, reason, "queue.pause")
+    act.intent()
     try:
         consumers = [w for w, queues in control.queue_consumers().items() if queue in queues]
         result = control.consumer_cancel(queue, destination=consumers) if consumers else None
     except BrokerUnavailable as exc:
-        return audit_record(actor, "queue.pause", queue, params, reason, unavailable(exc, "Pause"))
+        return act.broker_failed(exc, "Pause")
     with transaction.atomic():
         pause, created = QueuePause.objects.select_for_update().get_or_create(
             queue=queue,
@@ -76,20 +86,22 @@ def queue_pause(*, actor: Actor, queue: str, reason: str = "") -> ActionOutcome:
             none_answered=f"Queue {queue} is marked paused, but no worker answered. {later}",
         )
         outcome = ActionOutcome(outcome.outcome, f"{outcome.message} {later}", outcome.detail)
-    return audit_record(actor, "queue.pause", queue, params, reason, outcome)
+    return act.finish(outcome)
 
 
 def queue_resume(*, actor: Actor, queue: str, reason: str = "") -> ActionOutcome:
     """Let the workers paused on `queue` consume it again and forget the pause."""
-    params = {"queue": queue}
+    act = AuditedAction(actor, "queue.resume", queue, {"queue": queue}, reason)
+    act.refuse_unless_allowed("queue.pause")
     pause = QueuePause.objects.filter(queue=queue).first()
     if pause is None:
-        refused(actor, "queue.resume", queue, params, reason, f"Queue {queue} is not paused.")
+        act.refuse(f"Queue {queue} is not paused.")
     workers = list(pause.workers)
+    act.intent()
     try:
         result = control.consumer_add(queue, destination=workers) if workers else None
     except BrokerUnavailable as exc:
-        return audit_record(actor, "queue.resume", queue, params, reason, unavailable(exc, "Resume"))
+        return act.broker_failed(exc, "Resume")
     pause.delete()
     if result is None:
         outcome = ActionOutcome(
@@ -102,19 +114,15 @@ def queue_resume(*, actor: Actor, queue: str, reason: str = "") -> ActionOutcome
             none_answered=f"Queue {queue} resumed, but none of its workers answered "
             f"({names_text(workers)}); workers that start now consume it.",
         )
-    return audit_record(actor, "queue.resume", queue, params, reason, outcome)
+    return act.finish(outcome)
 
 
-def _name_confirmed(
-    *, actor: Actor, action: str, name: str, kind: str, what: str, confirm: str, params: dict,
-    reason: str, approval: PendingAction | None,
-) -> ActionOutcome | None:
-    """A dangerous action on `name`: refused unless its name was typed; then the gate decides."""
-    if confirm.strip() != name:
-        refused(actor, action, name, params, reason,
-                f"Type the {kind}'s name ({name}) to confirm the {what}.")
-    return dangerous_gate(actor=actor, action=action, target=name, params=params, reason=reason,
-                          approval=approval)
+def _name_confirmed(act: AuditedAction, *, kind: str, what: str, confirm: str,
+                    approval: PendingAction | None) -> ActionOutcome | None:
+    """A dangerous action on `act.target`: refused unless its name was typed; then the gate decides."""
+    if confirm.strip() != act.target:
+        act.refuse(f"Type the {kind}'s name ({act.target}) to confirm the {what}.")
+    return dangerous_gate(act, approval)
 
 
 def queue_purge(
@@ -125,22 +133,22 @@ def queue_purge(
 
     Dangerous: needs a reason, and a second person's approval when approvals are on.
     """
-    params = {"queue": queue}
-    if gate := _name_confirmed(actor=actor, action="queue.purge", name=queue, kind="queue",
-                               what="purge", confirm=confirm, params=params, reason=reason,
-                               approval=approval):
+    act = _queue_action(actor, "queue.purge", queue, reason, "queue.purge")
+    if gate := _name_confirmed(act, kind="queue", what="purge", confirm=confirm, approval=approval):
         return gate
+    act.intent()
     try:
         removed = broker.queue_purge(queue)
+    except broker.QueueNotPurgeable as exc:
+        return act.finish(ActionOutcome(AuditEntry.Outcome.REFUSED, f"Nothing was purged: {exc}."))
     except BrokerUnavailable as exc:
-        return audit_record(actor, "queue.purge", queue, params, reason, unavailable(exc, "Purge"))
-    outcome = ActionOutcome(
+        return act.broker_failed(exc, "Purge")
+    return act.finish(ActionOutcome(
         AuditEntry.Outcome.OK,
         f"Purged {removed} waiting message{'s' if removed != 1 else ''} from {queue}. "
         "Messages workers had already taken are not affected.",
         {"removed": removed},
-    )
-    return audit_record(actor, "queue.purge", queue, params, reason, outcome)
+    ))
 
 
 @approvable("queue.purge", permission="queue.purge")
@@ -167,29 +175,36 @@ def _pool_after(worker: str, before: tuple[int, ...], *, wait: float = 2.0) -> t
 def worker_pool_resize(*, actor: Actor, worker: str, delta: int, reason: str = "") -> ActionOutcome:
     """Grow (delta > 0) or shrink (delta < 0) a worker's pool; report the processes it has after."""
     action = "worker.pool_grow" if delta > 0 else "worker.pool_shrink"
-    params = {"worker": worker, "n": abs(delta)}
-    if delta == 0 or abs(delta) > 64:
-        refused(actor, action, worker, params, reason, "Change the pool by 1 to 64 processes.")
+    act = AuditedAction(actor, action, worker, {"worker": worker, "n": abs(delta)}, reason)
+    act.refuse_unless_allowed("worker.control")
+    ceiling = config.worker_pool_max
+    if delta == 0 or abs(delta) > ceiling:
+        act.refuse(f"Change the pool by 1 to {ceiling} processes.")
     try:
         before_stats = control.worker_stats(destination=[worker]).get(worker)
         if before_stats is None:
-            return audit_record(actor, action, worker, params, reason, ActionOutcome(
+            return act.finish(ActionOutcome(
                 AuditEntry.Outcome.NO_REPLY, f"{worker} did not answer; its pool was not changed."))
+        before = before_stats.pool_processes
+        if delta > 0 and len(before) + delta > ceiling:
+            act.refuse(f"{worker} has {len(before)} pool processes; growing by {delta} would pass "
+                       f"the ceiling of {ceiling} per worker (TASKOPS_WORKER_POOL_MAX).")
+        if delta < 0 and len(before) + delta < 1:
+            act.refuse(f"{worker} has {len(before)} pool processes; it keeps at least one.")
         send = control.pool_grow if delta > 0 else control.pool_shrink
+        act.intent()
         result = send(abs(delta), destination=[worker])
         if result.errors or not result.replies:
-            return audit_record(actor, action, worker, params, reason, outcome_from_replies(
+            return act.finish(outcome_from_replies(
                 result, "Pool change", none_answered=f"{worker} did not answer."))
         # A new prefork process imports the project before it shows up (~1.5 s idle).
-        after = _pool_after(worker, before_stats.pool_processes, wait=4.0 if delta > 0 else 2.0)
+        after = _pool_after(worker, before, wait=4.0 if delta > 0 else 2.0)
     except BrokerUnavailable as exc:
-        return audit_record(actor, action, worker, params, reason, unavailable(exc, "Pool change"))
-    before = before_stats.pool_processes
+        return act.broker_failed(exc, "Pool change")
     detail = {"before": list(before), "after": list(after or ())}
     if after is None:
         message = f"{worker} took the request but did not report its pool afterwards."
-        return audit_record(actor, action, worker, params, reason,
-                      ActionOutcome(AuditEntry.Outcome.PARTIAL, message, detail))
+        return act.finish(ActionOutcome(AuditEntry.Outcome.PARTIAL, message, detail))
     if after == before:
         why = ("a shrink waits for a process to be idle" if delta < 0
                else "new processes are still starting")
@@ -200,30 +215,32 @@ def worker_pool_resize(*, actor: Actor, worker: str, delta: int, reason: str = "
         message = (f"{worker} now reports {len(after)} pool processes "
                    f"(was {len(before)}): {names_text(map(str, after))}.")
         outcome = AuditEntry.Outcome.OK
-    return audit_record(actor, action, worker, params, reason, ActionOutcome(outcome, message, detail))
+    return act.finish(ActionOutcome(outcome, message, detail))
 
 
 def worker_autoscale(
     *, actor: Actor, worker: str, max_processes: int, min_processes: int, reason: str = ""
 ) -> ActionOutcome:
     """Set the autoscaler's bounds of a worker started with --autoscale."""
-    params = {"worker": worker, "max": max_processes, "min": min_processes}
-    if not (0 <= min_processes <= max_processes <= 256) or max_processes < 1:
-        refused(actor, "worker.autoscale", worker, params, reason,
-                 "Autoscale needs 0 <= min <= max <= 256 and max >= 1.")
+    act = AuditedAction(actor, "worker.autoscale", worker,
+                        {"worker": worker, "max": max_processes, "min": min_processes}, reason)
+    act.refuse_unless_allowed("worker.control")
+    ceiling = config.worker_pool_max
+    if not (0 <= min_processes <= max_processes <= ceiling) or max_processes < 1:
+        act.refuse(f"Autoscale needs 0 <= min <= max <= {ceiling} (TASKOPS_WORKER_POOL_MAX) "
+                   "and max >= 1.")
     try:
         stats = control.worker_stats(destination=[worker]).get(worker)
         if stats is not None and not stats.autoscaler:
-            refused(actor, "worker.autoscale", worker, params, reason,
-                     f"{worker} was not started with --autoscale; resize its pool instead.")
+            act.refuse(f"{worker} was not started with --autoscale; resize its pool instead.")
+        act.intent()
         result = control.autoscale(max_processes, min_processes, destination=[worker])
     except BrokerUnavailable as exc:
-        return audit_record(actor, "worker.autoscale", worker, params, reason, unavailable(exc, "Autoscale"))
-    outcome = outcome_from_replies(
+        return act.broker_failed(exc, "Autoscale")
+    return act.finish(outcome_from_replies(
         result, f"Autoscale of {worker} set to {min_processes}–{max_processes}",
         none_answered=f"{worker} did not answer; autoscale unchanged.",
-    )
-    return audit_record(actor, "worker.autoscale", worker, params, reason, outcome)
+    ))
 
 
 def worker_rate_limit(
@@ -231,20 +248,22 @@ def worker_rate_limit(
 ) -> ActionOutcome:
     """Set (or with "" remove) a task's rate limit on a worker, e.g. "10/m"."""
     rate = rate.strip()
-    params = {"worker": worker, "task": task_name, "rate_limit": rate}
+    act = AuditedAction(actor, "worker.rate_limit", worker,
+                        {"worker": worker, "task": task_name, "rate_limit": rate}, reason)
+    act.refuse_unless_allowed("worker.control")
     if rate and not RATE_LIMIT_RE.match(rate):
-        refused(actor, "worker.rate_limit", worker, params, reason,
-                 f"{rate!r} is not a rate limit: use a number per second, minute or hour "
-                 "such as 10/s, 100/m or 1000/h, or leave it empty to remove the limit.")
+        act.refuse(f"{rate!r} is not a rate limit: use a number per second, minute or hour "
+                   "such as 10/s, 100/m or 1000/h, or leave it empty to remove the limit.")
     if not task_name.strip():
-        refused(actor, "worker.rate_limit", worker, params, reason, "Choose a task.")
+        act.refuse("Choose a task.")
+    act.intent()
     try:
         result = control.rate_limit(task_name, rate, destination=[worker])
     except BrokerUnavailable as exc:
-        return audit_record(actor, "worker.rate_limit", worker, params, reason, unavailable(exc, "Rate limit"))
+        return act.broker_failed(exc, "Rate limit")
     what = f"Rate limit of {task_name} on {worker} {'set to ' + rate if rate else 'removed'}"
-    outcome = outcome_from_replies(result, what, none_answered=f"{worker} did not answer; nothing changed.")
-    return audit_record(actor, "worker.rate_limit", worker, params, reason, outcome)
+    return act.finish(outcome_from_replies(
+        result, what, none_answered=f"{worker} did not answer; nothing changed."))
 
 
 def worker_shutdown(
@@ -255,11 +274,12 @@ def worker_shutdown(
 
     Dangerous: needs a reason, and a second person's approval when approvals are on.
     """
-    params = {"worker": worker}
-    if gate := _name_confirmed(actor=actor, action="worker.shutdown", name=worker, kind="worker",
-                               what="shutdown", confirm=confirm, params=params, reason=reason,
+    act = AuditedAction(actor, "worker.shutdown", worker, {"worker": worker}, reason)
+    act.refuse_unless_allowed("worker.shutdown")
+    if gate := _name_confirmed(act, kind="worker", what="shutdown", confirm=confirm,
                                approval=approval):
         return gate
+    act.intent()
     try:
         control.shutdown(destination=[worker])
         deadline = time.monotonic() + 3
@@ -267,16 +287,15 @@ def worker_shutdown(
         while still_there and time.monotonic() < deadline:
             still_there = bool(control.worker_ping(destination=[worker], timeout=0.5))
     except BrokerUnavailable as exc:
-        return audit_record(actor, "worker.shutdown", worker, params, reason, unavailable(exc, "Shutdown"))
+        return act.broker_failed(exc, "Shutdown")
     if still_there:
-        outcome = ActionOutcome(
+        return act.finish(ActionOutcome(
             AuditEntry.Outcome.PARTIAL,
             f"Shutdown sent to {worker}; it still answers (it finishes its running tasks first).",
-        )
-    else:
-        WorkerSeen.objects.filter(name=worker).update(online=False)
-        outcome = ActionOutcome(AuditEntry.Outcome.OK, f"{worker} shut down: it no longer answers.")
-    return audit_record(actor, "worker.shutdown", worker, params, reason, outcome)
+        ))
+    WorkerSeen.objects.filter(name=worker).update(online=False)
+    return act.finish(ActionOutcome(AuditEntry.Outcome.OK,
+                                    f"{worker} shut down: it no longer answers."))
 
 
 @approvable("worker.shutdown", permission="worker.shutdown")
@@ -299,25 +318,28 @@ def task_revoke(
 ) -> ActionOutcome:
     """Revoke tasks everywhere (with `terminate`, kill them if running) and keep the revoke.
 
-    Terminate is dangerous: it needs a reason, and a second person's approval when approvals are on.
+    Terminate is dangerous: it needs its own permission, a reason, and a second person's
+    approval when approvals are on.
 
     Kept revokes are applied by every worker that starts later (see worker_came_online), so a
     revoke survives a worker that was down or restarted. A revoke no worker acknowledged is
     reported as such, not as done.
     """
-    from django_celery_results.models import TaskResult
-
     task_ids = [t.strip() for t in task_ids if t and t.strip()]
+    terminate = terminate is True
     action = "task.terminate" if terminate else "task.revoke"
     params = {"task_ids": task_ids, "terminate": terminate, "signal": signal if terminate else ""}
-    target = task_ids[0] if len(task_ids) == 1 else f"{len(task_ids)} tasks"
+    act = AuditedAction(actor, action,
+                        task_ids[0] if len(task_ids) == 1 else f"{len(task_ids)} tasks", params,
+                        reason)
+    act.refuse_unless_allowed(*(["task.revoke", "task.terminate"] if terminate else ["task.revoke"]))
     if not task_ids:
-        refused(actor, action, "", params, reason, "No task id given.")
+        act.refuse("No task id given.")
     if terminate and signal not in SIGNALS:
-        refused(actor, action, target, params, reason, f"Signal must be one of {', '.join(SIGNALS)}.")
-    if terminate and (gate := dangerous_gate(actor=actor, action=action, target=target,
-                                             params=params, reason=reason, approval=approval)):
+        act.refuse(f"Signal must be one of {', '.join(SIGNALS)}.")
+    if terminate and (gate := dangerous_gate(act, approval)):
         return gate
+    act.intent()
     names = dict(TaskResult.objects.filter(task_id__in=task_ids).values_list("task_id", "task_name"))
     for task_id in task_ids:
         PendingRevoke.objects.update_or_create(
@@ -329,24 +351,20 @@ def task_revoke(
         result = control.revoke(task_ids, terminate=terminate, signal=signal,
                                 expected=_online_worker_names() or None)
     except BrokerUnavailable as exc:
-        outcome = unavailable(exc, "Revoke")
-        outcome = ActionOutcome(
-            outcome.outcome,
-            outcome.message + " The revoke is kept: workers apply it when they start.",
-        )
-        return audit_record(actor, action, target, params, reason, outcome)
+        return act.broker_failed(exc, "Revoke",
+                                 after="The revoke is kept: workers apply it when they start.")
     answered = sorted(result.replies)
     for revoke in PendingRevoke.objects.filter(task_id__in=task_ids):
         revoke.acknowledged_by = sorted(set(revoke.acknowledged_by) | set(answered))
         revoke.save(update_fields=["acknowledged_by"])
     verb = f"Terminate ({signal})" if terminate else "Revoke"
-    outcome = outcome_from_replies(
+    target = act.target
+    return act.finish(outcome_from_replies(
         result,
         f"{verb} of {target} acknowledged",
         none_answered=f"{verb} of {target} NOT acknowledged: no worker answered. It is kept and "
         "every worker applies it when it starts, so the task will not run.",
-    )
-    return audit_record(actor, action, target, params, reason, outcome)
+    ))
 
 
 @approvable("task.terminate", permission="task.terminate")
@@ -383,14 +401,14 @@ def worker_came_online(*, name: str, queues: list[str]) -> WorkerStartPlan:
             if name not in revoke.acknowledged_by:
                 revoke.acknowledged_by = sorted([*revoke.acknowledged_by, name])
                 revoke.save(update_fields=["acknowledged_by"])
-    cache.drop(LIVE_CACHE_KEY)
+    cache.drop(cache.LIVE_KEY)
     return WorkerStartPlan(tuple(sorted(hold)), tuple(r.task_id for r in revokes))
 
 
 def worker_went_offline(*, name: str) -> None:
     """Record a worker that shut down."""
     WorkerSeen.objects.filter(name=name).update(online=False, last_seen_at=timezone.now())
-    cache.drop(LIVE_CACHE_KEY)
+    cache.drop(cache.LIVE_KEY)
 
 
 # --- Sampling (run by beat, see taskops.sampler) --------------------------------------------------

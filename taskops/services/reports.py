@@ -16,7 +16,7 @@ from taskops.selectors.reports import (
     report_run_count,
     report_runs_all,
 )
-from taskops.services.base import ActionOutcome, Actor, audit_record, refused
+from taskops.services.base import ActionOutcome, Actor, AuditedAction
 
 EXPORT_MAX_ROWS = 100_000
 FORMATS = {
@@ -59,12 +59,12 @@ def report_export(*, actor: Actor, report: ReportDefinition, filters: RunFilters
 
     More than EXPORT_MAX_ROWS matching runs is refused (narrow the dates) rather than cut short.
     """
-    params = {"format": fmt, **filters.params()}
+    act = AuditedAction(actor, "report.export", report.title, {"format": fmt, **filters.params()})
+    act.refuse_unless_allowed("report.export")
     if fmt not in FORMATS:
-        refused(actor, "report.export", report.title, params, "", f"No export format {fmt!r}.")
+        act.refuse(f"No export format {fmt!r}.")
     if report_run_count(report, filters, cap=EXPORT_MAX_ROWS) > EXPORT_MAX_ROWS:
-        refused(actor, "report.export", report.title, params, "",
-                f"More than {EXPORT_MAX_ROWS:,} runs match: narrow the dates to export them.")
+        act.refuse(f"More than {EXPORT_MAX_ROWS:,} runs match: narrow the dates to export them.")
     zone = timezone.get_current_timezone_name()
     dataset = tablib.Dataset(headers=[
         "run id", "task", "state", f"started ({zone})", f"finished ({zone})", "duration (s)",
@@ -80,6 +80,6 @@ def report_export(*, actor: Actor, report: ReportDefinition, filters: RunFilters
     result = ActionOutcome(AuditEntry.Outcome.OK,
                            f"Exported {dataset.height} runs of {report.title} as {fmt.upper()}.",
                            {"rows": dataset.height})
-    audit_record(actor, "report.export", report.title, params, "", result)
+    act.finish(result)
     return ExportFile(filename=f"{report.slug}-runs-{stamp}.{fmt}", content_type=FORMATS[fmt],
                       content=content, rows=dataset.height)

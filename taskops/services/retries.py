@@ -12,7 +12,7 @@ from taskops.capture import CapturedCall, NoCapture, call_from_meta
 from taskops.connection import BrokerUnavailable
 from taskops.models import AuditEntry, RunRetry
 from taskops.publish import Send, calls_publish
-from taskops.services.base import ActionOutcome, Actor, audit_record, unavailable
+from taskops.services.base import ActionOutcome, Actor, AuditedAction
 
 # Runs that have finished; a queued or running run is revoked, not retried.
 RETRYABLE_STATES = ("FAILURE", "REVOKED", "SUCCESS")
@@ -82,16 +82,18 @@ def task_retry(*, actor: Actor, task_ids: list[str], reason: str = "") -> Action
     plans = retry_plans(task_ids)
     refused = {p.task_id: p.refusal for p in plans.values() if p.call is None}
     sends = [p.send(str(uuid.uuid4())) for p in plans.values() if p.call is not None]
-    params = {"task_ids": task_ids}
-    target = task_ids[0] if len(task_ids) == 1 else f"{len(task_ids)} runs"
+    act = AuditedAction(actor, "task.retry", task_ids[0] if len(task_ids) == 1 else
+                        f"{len(task_ids)} runs", {"task_ids": task_ids}, reason)
+    act.refuse_unless_allowed("task.retry")
     detail = {"refused": refused}
     if not sends:
-        return audit_record(actor, "task.retry", target, params, reason, ActionOutcome(
-            AuditEntry.Outcome.REFUSED, _refusal_text(refused), detail))
+        return act.finish(ActionOutcome(AuditEntry.Outcome.REFUSED, _refusal_text(refused), detail))
+    act.params["retries"] = {s.original_id: s.task_id for s in sends}
+    act.intent()
     try:
         calls_publish(sends)
     except BrokerUnavailable as exc:
-        return audit_record(actor, "task.retry", target, params, reason, unavailable(exc, "Retry"))
+        return act.broker_failed(exc, "Retry")
     RunRetry.objects.bulk_create(
         RunRetry(original_task_id=original, retry_task_id=retry_id, task_name=call.task,
                  requested_by=actor.db_user)
@@ -105,8 +107,7 @@ def task_retry(*, actor: Actor, task_ids: list[str], reason: str = "") -> Action
     if refused:
         message += " " + _refusal_text(refused)
     outcome = AuditEntry.Outcome.PARTIAL if refused else AuditEntry.Outcome.OK
-    return audit_record(actor, "task.retry", target, params, reason,
-                        ActionOutcome(outcome, message, detail))
+    return act.finish(ActionOutcome(outcome, message, detail))
 
 
 def task_retry_edited(
@@ -114,16 +115,18 @@ def task_retry_edited(
 ) -> ActionOutcome:
     """Send a run again with arguments or routing edited by the user (validated by the form)."""
     retry_id = str(uuid.uuid4())
-    params = {"task_id": task_id, "task": call.task, "args": call.args, "kwargs": call.kwargs,
-              "queue": call.routing_key, "priority": call.priority}
+    act = AuditedAction(actor, "task.retry_edited", task_id, _jsonable({
+        "task_id": task_id, "task": call.task, "args": call.args, "kwargs": call.kwargs,
+        "queue": call.routing_key, "priority": call.priority, "retry": retry_id}), reason)
+    act.refuse_unless_allowed("task.retry", "task.trigger")
+    act.intent()
     try:
         calls_publish([(retry_id, call, task_id)])
     except BrokerUnavailable as exc:
-        return audit_record(actor, "task.retry_edited", task_id, _jsonable(params), reason,
-                            unavailable(exc, "Retry"))
+        return act.broker_failed(exc, "Retry")
     RunRetry.objects.create(original_task_id=task_id, retry_task_id=retry_id, task_name=call.task,
                             requested_by=actor.db_user, edited=True)
-    return audit_record(actor, "task.retry_edited", task_id, _jsonable(params), reason, ActionOutcome(
+    return act.finish(ActionOutcome(
         AuditEntry.Outcome.OK, f"Sent {call.task} again with edited arguments as {retry_id}.",
         {"retry": retry_id}))
 
@@ -133,6 +136,3 @@ def _jsonable(value):
     from kombu.utils.json import dumps, loads
 
     return loads(dumps(value), object_hook=None)
-
-
-# --- Bulk retry jobs --------------------------------------------------------------------------------

@@ -23,17 +23,11 @@ from django_celery_results.models import TaskResult
 
 from taskops.conf import config
 from taskops.connection import BrokerUnavailable
-from taskops.models import AuditEntry, RetryJob, RetryJobItem, RunRetry
+from taskops.models import AuditEntry, PendingAction, RetryJob, RetryJobItem, RunRetry
 from taskops.publish import calls_publish, console_task_send
 from taskops.services.approvals import MIN_REASON_LENGTH, approvable, dangerous_gate
-from taskops.services.base import (
-    ActionOutcome,
-    Actor,
-    audit_record,
-    reason_missing,
-    refused,
-    unavailable,
-)
+from taskops.services.base import ActionOutcome, Actor, AuditedAction, reason_missing
+from taskops.services.live import task_revoke
 from taskops.services.retries import RetryPlan, retry_plans
 
 log = logging.getLogger(__name__)
@@ -68,6 +62,8 @@ def retry_job_create(
     second person; `job.pending_approval` is then the request's id.
     """
     threshold = config.bulk_retry_reason_threshold
+    act = AuditedAction(actor, "task.retry_bulk", description[:255], {}, reason)
+    act.refuse_unless_allowed("task.retry")
     missing_reason = False
     with transaction.atomic():
         job = RetryJob.objects.create(created_by=actor.db_user, description=description[:500],
@@ -81,25 +77,23 @@ def retry_job_create(
             total += len(created)
         job.total = job.items.count() if total else 0
         job.save(update_fields=["total"])
-        params = {"job": job.pk, "runs": job.total}
+        act.target, act.params = f"job {job.pk}", {"job": job.pk, "runs": job.total}
         gate = None
         if job.total > threshold:
             missing_reason = reason_missing(reason, MIN_REASON_LENGTH)
             if missing_reason:
                 transaction.set_rollback(True)  # nothing is kept of a refused job
             else:
-                gate = dangerous_gate(actor=actor, action="task.retry_bulk", target=f"job {job.pk}",
-                                      params=params, reason=reason, approval=None)
+                gate = dangerous_gate(act, None)
         if not missing_reason and gate is None:
-            audit_record(actor, "task.retry_bulk", f"job {job.pk}", params, reason,
-                         ActionOutcome(AuditEntry.Outcome.OK,
-                                       f"Bulk retry job {job.pk} of {job.total} runs started.",
-                                       {"job": job.pk}))
+            act.finish(ActionOutcome(AuditEntry.Outcome.OK,
+                                     f"Bulk retry job {job.pk} of {job.total} runs started.",
+                                     {"job": job.pk}))
             transaction.on_commit(lambda: retry_job_start(job.pk))
     if missing_reason:
-        refused(actor, "task.retry_bulk", f"{job.total} runs", {"runs": job.total}, reason,
-                f"Retrying {job.total} runs at once needs a reason (more than {threshold}): type "
-                "why, it is kept in the audit log.")
+        act.target, act.params = f"{job.total} runs", {"runs": job.total}
+        act.refuse(f"Retrying {job.total} runs at once needs a reason (more than {threshold}): "
+                   "type why, it is kept in the audit log.")
     job.pending_approval = gate.detail.get("approval_id") if gate is not None else None
     return job
 
@@ -108,16 +102,17 @@ def retry_job_create(
 def _retry_job_approved(*, actor: Actor, params: dict, reason: str, approval) -> ActionOutcome:
     """Start a bulk retry job that waited for approval."""
     job_id = params["job"]
-    target = f"job {job_id}"
+    act = AuditedAction(actor, "task.retry_bulk", f"job {job_id}", params, reason)
+    act.refuse_unless_allowed("task.retry")
     if not RetryJob.objects.filter(pk=job_id, state=RetryJob.State.QUEUED).exists():
-        return audit_record(actor, "task.retry_bulk", target, params, reason, ActionOutcome(
-            AuditEntry.Outcome.REFUSED, f"Job {job_id} is no longer waiting to start."))
+        return act.finish(ActionOutcome(AuditEntry.Outcome.REFUSED,
+                                        f"Job {job_id} is no longer waiting to start."))
+    act.intent()
     try:
         retry_job_start(job_id)
     except BrokerUnavailable as exc:
-        return audit_record(actor, "task.retry_bulk", target, params, reason,
-                            unavailable(exc, "Starting the job"))
-    return audit_record(actor, "task.retry_bulk", target, params, reason, ActionOutcome(
+        return act.broker_failed(exc, "Starting the job")
+    return act.finish(ActionOutcome(
         AuditEntry.Outcome.OK, f"Bulk retry job {job_id} of {params['runs']} runs started.",
         {"job": job_id}))
 
@@ -127,20 +122,48 @@ def retry_job_start(job_id: int) -> None:
     console_task_send(JOB_TASK, [job_id], queue=config.queue)
 
 
-def retry_job_resume(*, actor: Actor, job_id: int, reason: str = "") -> ActionOutcome:
-    """Start a job again after its runner died; it continues where it stopped, sending nothing twice."""
-    job = RetryJob.objects.get(pk=job_id)
+def _approval_of(job: RetryJob) -> PendingAction | None:
+    """The approval request a big job was made under, if it needed one."""
+    return (PendingAction.objects.filter(action="task.retry_bulk", params__job=job.pk)
+            .order_by("-id").first())
+
+
+def _resume_refusal(job: RetryJob) -> str:
+    """Why `job` may not be resumed now ("" when it may: it failed, or its runner's lease ran out)."""
+    approval = _approval_of(job)
+    if approval is not None and approval.state_now != PendingAction.State.APPROVED:
+        state = PendingAction.State(approval.state_now).label.lower()
+        return (f"Job {job.pk} was made under approval request #{approval.pk}, which is {state}: "
+                "only its approval starts it.")
     if job.state == RetryJob.State.DONE:
-        return audit_record(actor, "task.retry_bulk_resume", f"job {job_id}", {"job": job_id}, reason,
-                            ActionOutcome(AuditEntry.Outcome.REFUSED, f"Job {job_id} is already done."))
+        return f"Job {job.pk} is already done."
+    if (job.state == RetryJob.State.RUNNING and job.lease_until is not None
+            and job.lease_until >= timezone.now()):
+        return (f"Job {job.pk} is running: its runner holds it until "
+                f"{timezone.localtime(job.lease_until):%H:%M:%S}. Resume it if it is still stuck then.")
+    return ""
+
+
+def retry_job_resume(*, actor: Actor, job_id: int, reason: str = "") -> ActionOutcome:
+    """Start a job again after its runner died; it continues where it stopped, sending nothing twice.
+
+    Only a job that failed, whose runner's lease ran out, or whose start was lost is resumed;
+    never one whose approval is open, rejected, withdrawn or expired.
+    """
+    act = AuditedAction(actor, "task.retry_bulk_resume", f"job {job_id}", {"job": job_id}, reason)
+    act.refuse_unless_allowed("task.retry")
+    job = RetryJob.objects.filter(pk=job_id).first()
+    if job is None:
+        act.refuse(f"There is no retry job {job_id}.")
+    if refusal := _resume_refusal(job):
+        act.refuse(refusal)
+    act.intent()
     try:
         retry_job_start(job_id)
     except BrokerUnavailable as exc:
-        return audit_record(actor, "task.retry_bulk_resume", f"job {job_id}", {"job": job_id},
-                            reason, unavailable(exc, "Resume"))
-    return audit_record(actor, "task.retry_bulk_resume", f"job {job_id}", {"job": job_id}, reason,
-                        ActionOutcome(AuditEntry.Outcome.OK,
-                                      f"Job {job_id} resumed: {job.remaining} runs to go."))
+        return act.broker_failed(exc, "Resume")
+    return act.finish(ActionOutcome(AuditEntry.Outcome.OK,
+                                    f"Job {job_id} resumed: {job.remaining} runs to go."))
 
 
 def _lease(job_id: int, owner: str) -> bool:
@@ -226,8 +249,6 @@ def _recover_claimed(job: RetryJob, owner: str) -> None:
     its id is revoked (kept, so no worker will ever run it) and the item goes back to pending,
     to be sent under a new id. Either way each run is retried once.
     """
-    from taskops.services.live import task_revoke
-
     claimed = list(job.items.filter(state=RetryJobItem.State.CLAIMED).order_by("id"))
     for start in range(0, len(claimed), 1000):
         chunk = claimed[start:start + 1000]

@@ -30,7 +30,7 @@ from taskops.schedule_transfer import (
     unknown_columns,
 )
 from taskops.services.approvals import approvable, dangerous_gate
-from taskops.services.base import ActionOutcome, Actor, audit_record, refused
+from taskops.services.base import ActionOutcome, Actor, AuditedAction
 from taskops.services.schedule_versions import schedule_version_record
 
 ACTION = "schedule.import"
@@ -249,10 +249,12 @@ def schedule_import(*, actor: Actor, payload: str, reason: str) -> ActionOutcome
 
     Dangerous: needs a reason, and a second person's approval when approvals are on.
     """
+    act = AuditedAction(actor, ACTION, "schedules", {}, reason)
+    act.refuse_unless_allowed(ACTION)
     try:
         params = payload_load(payload, user_id=actor.db_user.pk if actor.db_user else None)
     except TransferError as exc:
-        refused(actor, ACTION, "schedules", {}, reason, str(exc))
+        act.refuse(str(exc))
     return _import_params(actor=actor, params=params, reason=reason, approval=None)
 
 
@@ -260,17 +262,19 @@ def _import_params(*, actor: Actor, params: dict, reason: str,
                    approval: PendingAction | None) -> ActionOutcome:
     target = str(params.get("file") or "schedules")
     summary = {"file": params.get("file"), "format": params.get("format")}
+    act = AuditedAction(actor, ACTION, target, summary, reason)
+    act.refuse_unless_allowed(ACTION)
     try:
         entries = import_entries(params)
     except TransferError as exc:
-        refused(actor, ACTION, target, summary, reason, str(exc))
+        act.refuse(str(exc))
     carried = import_params(file_name=str(params.get("file") or ""),
                             file_format=str(params.get("format") or ""),
                             entries=entries, fingerprint=str(params.get("fingerprint") or ""))
-    if gate := dangerous_gate(actor=actor, action=ACTION, target=target,
-                              params={**carried, "schedules": len(entries)}, reason=reason,
-                              approval=approval):
+    act.params = {**carried, "schedules": len(entries)}
+    if gate := dangerous_gate(act, approval):
         return gate
+    act.params = summary
     refusal = ""
     try:
         with transaction.atomic():
@@ -284,15 +288,16 @@ def _import_params(*, actor: Actor, params: dict, reason: str,
             if refusal:
                 transaction.set_rollback(True)
     except DatabaseError as exc:
-        return audit_record(actor, ACTION, target, summary, reason, ActionOutcome(
+        return act.finish(ActionOutcome(
             AuditEntry.Outcome.FAILED, f"Nothing was imported: the database refused ({exc})."))
     if refusal:
-        refused(actor, ACTION, target, summary, reason, refusal)
+        act.refuse(refusal)
     created = [s.name for s in planned if s.action == "created"]
     changed = [s.name for s in planned if s.action == "changed"]
     counts = {"created": len(created), "changed": len(changed),
               "unchanged": len(planned) - len(created) - len(changed)}
-    return audit_record(actor, ACTION, target, {**summary, **counts}, reason, ActionOutcome(
+    act.params = {**summary, **counts}
+    return act.finish(ActionOutcome(
         AuditEntry.Outcome.OK,
         f"Imported {target}: {counts_text(**counts)}.",
         {"created": created, "changed": changed},
@@ -317,14 +322,15 @@ def schedule_export(*, actor: Actor, file_format: str, names: list[str] | None =
     if names:
         tasks = tasks.filter(name__in=names)
     tasks = list(tasks)
-    params = {"format": file_format, "count": len(tasks), "names": (names or [])[:50]}
+    act = AuditedAction(actor, "schedule.export", file_format,
+                        {"format": file_format, "count": len(tasks), "names": (names or [])[:50]})
+    act.refuse_unless_allowed("schedule.export")
     try:
         content = schedules_export(tasks, file_format)
     except TransferError as exc:
-        audit_record(actor, "schedule.export", file_format, params, "",
-                     ActionOutcome(AuditEntry.Outcome.FAILED, str(exc)))
+        act.finish(ActionOutcome(AuditEntry.Outcome.FAILED, str(exc)))
         raise
-    audit_record(actor, "schedule.export", file_format, params, "", ActionOutcome(
+    act.finish(ActionOutcome(
         AuditEntry.Outcome.OK, f"Exported {len(tasks)} schedule{'s' if len(tasks) != 1 else ''} "
                                f"as {file_format.upper()}."))
     return ExportedSchedules(content=content, content_type=format_content_type(file_format),

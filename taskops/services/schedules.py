@@ -16,16 +16,9 @@ from taskops.connection import BrokerUnavailable
 from taskops.models import AuditEntry, ScheduleVersion
 from taskops.schedule_definitions import definition_apply, definition_of
 from taskops.selectors.schedules import SCHEDULE_RELATIONS, definition_fingerprint
-from taskops.services.base import (
-    ActionOutcome,
-    Actor,
-    audit_record,
-    reason_required,
-    refused,
-    unavailable,
-)
-from taskops.services.catalog import _run_record_pending
 from taskops.publish import calls_publish
+from taskops.services.base import ActionOutcome, Actor, AuditedAction
+from taskops.services.catalog import run_record_pending
 from taskops.services.schedule_versions import schedule_version_record
 
 # The header beat adds to every run of a schedule; django-celery-results stores it per run.
@@ -43,10 +36,14 @@ def _target(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{len(names)} schedules"
 
 
-def _reason_required(actor: Actor, action: str, target: str, params: dict, reason: str) -> None:
-    reason_required(actor, action, target, params, reason,
-                    message="Give a reason: it is kept with the schedule's version and in the "
-                            "audit log.")
+def _schedule_action(actor: Actor, action: str, target: str, params: dict, reason: str, *,
+                     permission: str = "schedule.edit") -> AuditedAction:
+    """A change of schedules: allowed for this person, and with a reason."""
+    act = AuditedAction(actor, action, target, params, reason)
+    act.refuse_unless_allowed(permission)
+    act.refuse_without_reason("Give a reason: it is kept with the schedule's version and in the "
+                              "audit log.")
+    return act
 
 
 def _error_text(exc: Exception) -> str:
@@ -86,7 +83,7 @@ def schedule_save(
     params = {"name": name, "task": definition.get("task"), "id": None if creating else task.pk}
     if task_forced:
         params["task_forced"] = True
-    _reason_required(actor, action, name, params, reason)
+    act = _schedule_action(actor, action, name, params, reason)
     try:
         with transaction.atomic():
             if creating:
@@ -105,8 +102,9 @@ def schedule_save(
                 actor=actor, action=ScheduleVersion.Action.CREATED if creating else
                 ScheduleVersion.Action.EDITED, reason=reason, before=before, task=saved)
     except (ValidationError, IntegrityError, ValueError, KeyError, PeriodicTask.DoesNotExist) as exc:
-        refused(actor, action, name, params, reason, f"Not saved: {_error_text(exc)}")
+        act.refuse(f"Not saved: {_error_text(exc)}")
     params["id"] = saved.pk
+    act.target = saved.name
     changes = [c["field"] for c in version.changes] if version else []
     if creating:
         message = f"Schedule {saved.name} created ({'enabled' if saved.enabled else 'disabled'})."
@@ -116,7 +114,7 @@ def schedule_save(
         message = f"Nothing changed in schedule {saved.name}."
     if task_forced:
         message += f" Its task {saved.task} is not registered on any worker the console could ask."
-    return audit_record(actor, action, saved.name, params, reason, ActionOutcome(
+    return act.finish(ActionOutcome(
         AuditEntry.Outcome.OK, message,
         {"id": saved.pk, "version": version.pk if version else None, "changes": changes}))
 
@@ -127,7 +125,7 @@ def schedule_enable(*, actor: Actor, task_ids: list[int], enabled: bool, reason:
     tasks = _tasks(task_ids)
     names = [t.name for t in tasks]
     params = {"names": names[:100], "count": len(names)}
-    _reason_required(actor, action, _target(names), params, reason)
+    act = _schedule_action(actor, action, _target(names), params, reason)
     changing = [t for t in tasks if t.enabled != enabled]
     with transaction.atomic():
         befores = {t.pk: definition_of(t) for t in changing}
@@ -146,7 +144,7 @@ def schedule_enable(*, actor: Actor, task_ids: list[int], enabled: bool, reason:
     unchanged = len(tasks) - len(changing)
     if unchanged:
         message += f" {unchanged} already {'enabled' if enabled else 'disabled'}."
-    return audit_record(actor, action, _target(names), params, reason, ActionOutcome(
+    return act.finish(ActionOutcome(
         AuditEntry.Outcome.OK, message, {"changed": [t.name for t in changing][:100]}))
 
 
@@ -167,7 +165,7 @@ def schedule_clone(*, actor: Actor, task_ids: list[int], reason: str) -> ActionO
     tasks = _tasks(task_ids)
     names = [t.name for t in tasks]
     params = {"names": names[:100], "count": len(names)}
-    _reason_required(actor, "schedule.clone", _target(names), params, reason)
+    act = _schedule_action(actor, "schedule.clone", _target(names), params, reason)
     clones: dict[str, dict] = {}
     try:
         with transaction.atomic():
@@ -179,25 +177,23 @@ def schedule_clone(*, actor: Actor, task_ids: list[int], reason: str) -> ActionO
                                         reason=reason, before=None, task=clone)
                 clones[task.name] = {"id": clone.pk, "name": clone.name}
     except (ValidationError, IntegrityError, ValueError) as exc:
-        refused(actor, "schedule.clone", _target(names), params, reason,
-                f"Nothing was cloned: {_error_text(exc)}")
+        act.refuse(f"Nothing was cloned: {_error_text(exc)}")
     message = (f"Cloned {len(clones)} schedule{'s' if len(clones) != 1 else ''} (disabled): "
                + _names_text([c["name"] for c in clones.values()]) + ".")
-    return audit_record(actor, "schedule.clone", _target(names), params, reason, ActionOutcome(
-        AuditEntry.Outcome.OK, message, {"clones": clones}))
+    return act.finish(ActionOutcome(AuditEntry.Outcome.OK, message, {"clones": clones}))
 
 
 def schedule_delete(*, actor: Actor, task: PeriodicTask, reason: str) -> ActionOutcome:
     """Delete a schedule; its last definition stays in its versions, so it can be restored."""
     params = {"id": task.pk, "task": task.task}
-    _reason_required(actor, "schedule.delete", task.name, params, reason)
+    act = _schedule_action(actor, "schedule.delete", task.name, params, reason)
     with transaction.atomic():
         before = definition_of(task)
         name = task.name
         task.delete()  # PeriodicTask.delete() tells beat
         version = schedule_version_record(actor=actor, action=ScheduleVersion.Action.DELETED,
                                           reason=reason, before=before, task=None, name=name)
-    return audit_record(actor, "schedule.delete", name, params, reason, ActionOutcome(
+    return act.finish(ActionOutcome(
         AuditEntry.Outcome.OK,
         f"Schedule {name} deleted. Its versions are kept: it can be restored from them.",
         {"version": version.pk if version else None}))
@@ -207,13 +203,11 @@ def schedule_restore(*, actor: Actor, version_id: int, reason: str) -> ActionOut
     """Put a schedule back as a version kept it; the restore is itself a new version."""
     version = ScheduleVersion.objects.select_related("periodic_task").filter(pk=version_id).first()
     target = version.name if version else f"version {version_id}"
-    params = {"version": version_id}
+    act = _schedule_action(actor, "schedule.restore", target, {"version": version_id}, reason)
     if version is None:
-        refused(actor, "schedule.restore", target, params, reason, f"There is no version {version_id}.")
-    _reason_required(actor, "schedule.restore", target, params, reason)
+        act.refuse(f"There is no version {version_id}.")
     if not version.definition:
-        refused(actor, "schedule.restore", target, params, reason,
-                "This version records a deletion: restore one of the versions before it.")
+        act.refuse("This version records a deletion: restore one of the versions before it.")
     name = version.definition.get("name", "")
     try:
         with transaction.atomic():
@@ -234,14 +228,15 @@ def schedule_restore(*, actor: Actor, version_id: int, reason: str) -> ActionOut
                 actor=actor, action=ScheduleVersion.Action.RESTORED, reason=reason, before=before,
                 task=saved, restored_from=version)
     except (ValidationError, IntegrityError, ValueError, KeyError) as exc:
-        refused(actor, "schedule.restore", target, params, reason, f"Not restored: {_error_text(exc)}")
-    params["id"] = saved.pk
+        act.refuse(f"Not restored: {_error_text(exc)}")
+    act.params["id"] = saved.pk
+    act.target = saved.name
     if new_version is None:
         message = f"Schedule {saved.name} is already as version {version.pk} keeps it: nothing changed."
     else:
         message = (f"Schedule {saved.name} restored to version {version.pk} "
                    f"({version.created_at:%Y-%m-%d %H:%M} by {version.actor_name}).")
-    return audit_record(actor, "schedule.restore", saved.name, params, reason, ActionOutcome(
+    return act.finish(ActionOutcome(
         AuditEntry.Outcome.OK, message,
         {"id": saved.pk, "version": new_version.pk if new_version else None}))
 
@@ -275,10 +270,11 @@ def schedule_run_now(*, actor: Actor, task_ids: list[int], reason: str = "") -> 
     schedule's history; one audit entry per schedule, with the new task id.
     """
     tasks = _tasks(task_ids)
+    names = [t.name for t in tasks]
+    act = AuditedAction(actor, "schedule.run", _target(names), {"count": len(names)}, reason)
+    act.refuse_unless_allowed("schedule.run")
     if len(tasks) > RUN_NOW_LIMIT:
-        names = [t.name for t in tasks]
-        refused(actor, "schedule.run", _target(names), {"count": len(names)}, reason,
-                f"Run now takes at most {RUN_NOW_LIMIT} schedules at a time.")
+        act.refuse(f"Run now takes at most {RUN_NOW_LIMIT} schedules at a time.")
     sent: dict[str, str] = {}
     problems: dict[str, str] = {}
     for task in tasks:
@@ -300,23 +296,24 @@ def schedule_run_now(*, actor: Actor, task_ids: list[int], reason: str = "") -> 
 
 def _run_one(actor: Actor, task: PeriodicTask, reason: str) -> ActionOutcome:
     params: dict[str, Any] = {"id": task.pk, "task": task.task}
+    act = AuditedAction(actor, "schedule.run", task.name, params, reason)
     try:
         call, options = _beat_call(task)
     except ValueError as exc:
-        return audit_record(actor, "schedule.run", task.name, params, reason, ActionOutcome(
-            AuditEntry.Outcome.REFUSED, f"{task.name} was not run: {exc}."))
+        return act.finish(ActionOutcome(AuditEntry.Outcome.REFUSED, f"{task.name} was not run: {exc}."))
     task_id = str(uuid.uuid4())
     params.update({"args": task.args, "kwargs": task.kwargs, "priority": call.priority,
                    "headers": call.headers,
                    **{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in options.items()}})
+    params["task_id"] = task_id
+    act.intent()
     try:
         calls_publish([(task_id, call, None)], **options)
     except BrokerUnavailable as exc:
-        return audit_record(actor, "schedule.run", task.name, params, reason,
-                            unavailable(exc, f"Running {task.name}"))
-    _run_record_pending(task_id, call.task, call.args, call.kwargs, periodic_task_name=task.name)
+        return act.broker_failed(exc, f"Running {task.name}")
+    run_record_pending(task_id, call.task, call.args, call.kwargs, periodic_task_name=task.name)
     where = options.get("queue") or "its routed queue"
     priority = f", priority {call.priority}" if call.priority is not None else ""
-    return audit_record(actor, "schedule.run", task.name, params, reason, ActionOutcome(
+    return act.finish(ActionOutcome(
         AuditEntry.Outcome.OK, f"Ran {task.name} now: {call.task} sent to {where}{priority} as {task_id}.",
         {"task_id": task_id}))

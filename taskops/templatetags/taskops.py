@@ -67,7 +67,8 @@ def taskops_safety_banner(context) -> str:
 
     from taskops.models import PendingAction
     from taskops.permissions import can, read_only
-    from taskops.services.approvals import approval_permission, approval_required
+    from taskops.conf import config
+    from taskops.services.approvals import approval_permission
 
     request = context.get("request")
     user = getattr(request, "user", None)
@@ -80,7 +81,7 @@ def taskops_safety_banner(context) -> str:
             "Read-only mode: the console shows everything and changes nothing (TASKOPS_READ_ONLY).",
         ))
     # Requests only exist while approvals are on: every other page load costs no query.
-    if approval_required() and can(user, "approval.view"):
+    if config.require_approval and can(user, "approval.view"):
         try:
             actions = list(
                 PendingAction.objects.filter(state=PendingAction.State.PENDING,

@@ -9,7 +9,7 @@ from django.urls import reverse
 from taskops import selectors, services
 from taskops.forms import TaskRunForm
 from taskops.services import Actor
-from taskops.views.common import render_page, require
+from taskops.views.common import outcome_perform, render_page, require
 
 
 def _detail(name: str) -> selectors.TaskDetail:
@@ -51,13 +51,11 @@ def task_run(request: HttpRequest, name: str) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "Nothing was sent: correct the form below.")
         return _render_detail(request, detail, form)
-    outcome = services.task_send(
+    outcome = outcome_perform(request, lambda: services.task_send(
         actor=Actor.from_request(request), name=name, args=form.cleaned_data["args"],
         kwargs=form.cleaned_data["kwargs"], reason=form.cleaned_data["reason"],
         **form.send_options(),
-    )
-    if not outcome.ok:
-        messages.error(request, outcome.message)
+    ))
+    if outcome is None or not outcome.ok:
         return _render_detail(request, detail, form)
-    messages.success(request, outcome.message)
     return HttpResponseRedirect(reverse("admin:taskops_taskrun_detail", args=[outcome.detail["task_id"]]))

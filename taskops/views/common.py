@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.contrib import admin, messages
+from django.db import DatabaseError
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from taskops.forms import ReasonForm
-from taskops.permissions import can
-from taskops.services import ActionOutcome, ActionRefused, Actor
+from taskops.permissions import ACTION_PERMISSIONS, can
+from taskops.services import ActionOutcome, ActionRefused, Actor, OutcomeNotRecorded
 
 
 def require(request: HttpRequest, action: str) -> None:
@@ -44,12 +45,7 @@ def render_page(
     )
 
 
-_ACTIONS = (
-    "queue.view", "queue.pause", "queue.purge", "worker.view", "worker.control",
-    "worker.shutdown", "task.revoke", "task.terminate", "task.retry", "task.view", "task.trigger",
-    "run.view", "audit.view", "audit.export", "approval.view", "schedule.view", "schedule.export",
-    "schedule.edit", "schedule.import", "schedule.run", "report.view", "report.export",
-)
+_ACTIONS = tuple(ACTION_PERMISSIONS)
 
 
 def _back(request: HttpRequest, fallback: str) -> HttpResponseRedirect:
@@ -79,16 +75,45 @@ def run_action(
         )
         messages.error(request, f"Nothing was done: {problems}")
         return _back(request, fallback)
+    outcome_perform(request, lambda: perform(Actor.from_request(request), form))
+    return _back(request, fallback)
+
+
+# How each outcome is shown: done is a success, partly done or unanswered a warning, waiting
+# for approval information; failed and refused are errors.
+OUTCOME_LEVELS = {
+    "ok": messages.SUCCESS,
+    "partial": messages.WARNING,
+    "no_reply": messages.WARNING,
+    "pending": messages.INFO,
+}
+
+
+def outcome_message(request: HttpRequest, outcome: ActionOutcome, text=None) -> None:
+    """Flash an action's outcome (or `text` about it) at the level its kind of outcome deserves."""
+    messages.add_message(request, OUTCOME_LEVELS.get(outcome.outcome, messages.ERROR),
+                         outcome.message if text is None else text)
+
+
+def outcome_perform(
+    request: HttpRequest, perform: Callable[[], ActionOutcome],
+    shown: Callable[[ActionOutcome], str] | None = None,
+) -> ActionOutcome | None:
+    """Run a service call and flash what came of it: its outcome, a refusal, or a database failure.
+
+    `shown` words a successful outcome (say, with links); returns the outcome, or None when
+    nothing (or nothing recorded) came back.
+    """
     try:
-        outcome = perform(Actor.from_request(request), form)
+        outcome = perform()
     except ActionRefused as refused:
         messages.error(request, f"Nothing was done: {refused}")
-        return _back(request, fallback)
-    level = {
-        "ok": messages.SUCCESS,
-        "partial": messages.WARNING,
-        "no_reply": messages.WARNING,
-        "pending": messages.INFO,
-    }.get(outcome.outcome, messages.ERROR)
-    messages.add_message(request, level, outcome.message)
-    return _back(request, fallback)
+        return None
+    except OutcomeNotRecorded as unrecorded:
+        messages.warning(request, str(unrecorded))
+        return None
+    except DatabaseError as exc:
+        messages.error(request, f"Nothing was done: the console's database did not answer ({exc}).")
+        return None
+    outcome_message(request, outcome, shown(outcome) if shown and outcome.ok else None)
+    return outcome

@@ -10,7 +10,8 @@ from taskops import selectors, services
 from taskops.capture import CapturedCall
 from taskops.forms import ReasonForm, RetryEditForm
 from taskops.services import Actor
-from taskops.views.common import render_page, require, run_action
+from taskops.vocabulary import SIGNALS
+from taskops.views.common import outcome_perform, render_page, require, run_action
 
 
 def run_url(task_id: str) -> str:
@@ -32,7 +33,7 @@ def _render_detail(request: HttpRequest, detail: selectors.RunDetail, form: Retr
     run = detail.run
     return render_page(
         request, "admin/taskops/run_detail.html", f"{run.task_name or 'Task'} run",
-        {"detail": detail, "run": run, "edit_form": form, "signals": services.SIGNALS},
+        {"detail": detail, "run": run, "edit_form": form, "signals": SIGNALS},
     )
 
 
@@ -65,11 +66,10 @@ def run_retry_edited(request: HttpRequest, task_id: str) -> HttpResponse:
         messages.error(request, "Nothing was sent: correct the arguments below.")
         return _render_detail(request, detail, form)
     base = detail.call or CapturedCall(task=detail.run.task_name or "", args=[], kwargs={})
-    outcome = services.task_retry_edited(
+    outcome_perform(request, lambda: services.task_retry_edited(
         actor=Actor.from_request(request), task_id=task_id, call=form.call(base),
         reason=form.cleaned_data["reason"],
-    )
-    messages.add_message(request, messages.SUCCESS if outcome.ok else messages.ERROR, outcome.message)
+    ))
     return HttpResponseRedirect(run_url(task_id))
 
 

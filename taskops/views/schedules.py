@@ -17,7 +17,7 @@ from taskops.schedule_forms import PREVIEW_FIELDS, PeriodicTaskForm, SchedulePre
 from taskops.selectors import schedules as selectors
 from taskops.services import ActionRefused, Actor
 from taskops.services import schedules as services
-from taskops.views.common import render_page, require, run_action
+from taskops.views.common import outcome_perform, render_page, require, run_action
 
 VERSIONS_PER_PAGE = 50
 
@@ -187,10 +187,9 @@ def schedule_run(request: HttpRequest, object_id: int) -> HttpResponse:
         return HttpResponseRedirect(back)
     if missing := _missing(request, object_id):
         return missing
-    outcome = services.schedule_run_now(actor=Actor.from_request(request), task_ids=[object_id],
-                                        reason=form.cleaned_data["reason"])
-    level = messages.SUCCESS if outcome.ok else messages.ERROR
-    messages.add_message(request, level, run_message(outcome) if outcome.ok else outcome.message)
+    outcome_perform(request, lambda: services.schedule_run_now(
+        actor=Actor.from_request(request), task_ids=[object_id], reason=form.cleaned_data["reason"]),
+        shown=run_message)
     return HttpResponseRedirect(back)
 
 

@@ -7,13 +7,11 @@ from django.urls import reverse
 
 from taskops import services
 from taskops.forms import RevokeForm
-from taskops.views.common import require, run_action
+from taskops.views.common import run_action
 
 
 def task_revoke(request: HttpRequest) -> HttpResponse:
-    terminate = request.POST.get("terminate") in ("on", "true", "1")
-    if terminate and request.method == "POST":
-        require(request, "task.terminate")
+    """Revoke a task; with the form's (cleaned) terminate, the service also needs task.terminate."""
     return run_action(
         request, action="task.revoke", form_class=RevokeForm,
         fallback=reverse("admin:taskops_worker_changelist"),

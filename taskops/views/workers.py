@@ -8,6 +8,7 @@ from django.urls import reverse
 from taskops.conf import config
 from taskops import selectors, services
 from taskops.forms import AutoscaleForm, ConfirmNameForm, PoolForm, RateLimitForm, RevokeForm
+from taskops.vocabulary import SIGNALS
 from taskops.views.common import render_page, require, run_action
 
 
@@ -25,7 +26,7 @@ def worker_detail(request: HttpRequest, name: str) -> HttpResponse:
     detail = selectors.worker_detail(name)
     return render_page(
         request, "admin/taskops/worker_detail.html", f"Worker {name}",
-        {"name": name, "detail": detail, "signals": services.SIGNALS,
+        {"name": name, "detail": detail, "signals": SIGNALS,
          "revoke_form": RevokeForm()},
     )
 

@@ -154,8 +154,9 @@ def test_a_task_only_workers_know_gets_a_json_form_checked_as_json(role_client, 
 
     assert sent.status_code == 302
     assert waiting(queue) == 1
-    assert AuditEntry.objects.get(action="task.trigger").params == {
-        "args": [1], "kwargs": {"account": "a-1"}, "queue": queue}
+    entry = AuditEntry.objects.get(action="task.trigger")
+    assert entry.params == {"args": [1], "kwargs": {"account": "a-1"}, "queue": queue,
+                            "task_id": sent.url.rstrip("/").split("/")[-1]}
 
 
 def test_an_unknown_task_is_not_found(role_client, isolated_broker):
