@@ -1,109 +1,94 @@
-"""GET /metrics: the cluster in Prometheus' text format, for a bearer token or a logged-in viewer."""
+"""GET /metrics: the cluster as prometheus-client's collectors and encoder write it, for a bearer token or a viewer."""
 
 from __future__ import annotations
 
 import hmac
 import math
-from collections.abc import Iterable
+from collections.abc import Iterator
 
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
 
 from taskops.conf import config
 from taskops.permissions import can
 from taskops.selectors.metrics import RUNS_WINDOW, MetricsReading, metrics_reading
-
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-Samples = Iterable[tuple[dict[str, str], float]]
-
-
-def _label_value(value: str) -> str:
-    """A label value escaped as the exposition format wants: backslash, double quote, newline."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _number(value: float) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
-
-
-class Exposition:
-    """Prometheus text format 0.0.4: one HELP and TYPE per family, then its samples."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def family(self, name: str, kind: str, help_text: str, samples: Samples) -> None:
-        self.lines.append(f"# HELP {name} {help_text.replace(chr(92), chr(92) * 2)}")
-        self.lines.append(f"# TYPE {name} {kind}")
-        for labels, value in samples:
-            text = ",".join(f'{key}="{_label_value(str(val))}"' for key, val in labels.items())
-            self.lines.append(f"{name}{{{text}}} {_number(value)}" if text else
-                              f"{name} {_number(value)}")
-
-    def text(self) -> str:
-        return "\n".join(self.lines) + "\n"
-
 
 def _age(moment) -> float:
     """Seconds since `moment`; +Inf when it never happened (so "age > N" alerts fire)."""
     return (timezone.now() - moment).total_seconds() if moment else math.inf
 
 
-def metrics_text(reading: MetricsReading) -> str:
+def _gauge(name: str, help_text: str, samples: list[tuple[dict[str, str], float]]) -> GaugeMetricFamily:
+    """A gauge family from (labels, value) samples; every sample of a family has the same labels."""
+    labels = list(samples[0][0]) if samples else []
+    family = GaugeMetricFamily(name, help_text, labels=labels)
+    for sample_labels, value in samples:
+        family.add_metric([str(sample_labels[label]) for label in labels], float(value))
+    return family
+
+
+class ConsoleCollector(Collector):
     """Every console metric, from one cluster reading and one database reading."""
-    cluster, db = reading.cluster, reading.database
-    hours = f"{RUNS_WINDOW.total_seconds() / 3600:g} h"
-    out = Exposition()
-    out.family("taskops_broker_up", "gauge", "1 when the console's last reading of the broker "
-               "succeeded, 0 when the broker did not answer in time.", [({}, cluster.broker_ok)])
-    out.family("taskops_reading_age_seconds", "gauge", "Age of the shared cluster reading these "
-               "values come from.", [({}, _age(cluster.taken_at))])
-    if cluster.broker_ok:
-        out.family("taskops_broker_latency_seconds", "gauge", "Time the last broker reading took.",
-                   [({}, cluster.latency_ms / 1000)])
-    out.family("taskops_queue_depth", "gauge", "Messages waiting in a queue, all priority levels.",
-               [({"queue": q.name}, q.depth) for q in cluster.queues if q.depth is not None])
-    out.family("taskops_queue_paused", "gauge", "1 when the console paused consumption of the "
-               "queue cluster-wide.", [({"queue": q.name}, q.paused) for q in cluster.queues])
-    if cluster.in_flight_total is not None:
-        out.family("taskops_queue_unacked", "gauge", "Messages taken by workers and not yet "
-                   "acknowledged (prefetched, running or waiting for their ETA).",
-                   [({}, cluster.in_flight_total)])
-    out.family("taskops_workers_online", "gauge", "Workers that answered the console's last "
-               "reading.", [({}, cluster.online_count)])
-    out.family("taskops_worker_up", "gauge", "1 for a worker that answered the last reading, 0 for "
-               "one the console saw before that did not.",
-               [({"worker": w.name}, w.status == "online") for w in cluster.workers])
-    out.family("taskops_runs_last_24h", "gauge", f"Task runs whose state last changed in the last "
-               f"{hours}, by task and state (a sliding window, not a counter).",
-               [({"task": task or "(none)", "state": state}, n) for task, state, n in db.runs])
-    out.family("taskops_retries_last_24h", "gauge", f"Retries sent through the console in the last "
-               f"{hours} (a sliding window, not a counter).", [({}, db.retries)])
-    out.family("taskops_beat_last_sample_age_seconds", "gauge", "Seconds since beat's sampler last "
-               "recorded queue depths (beat's heartbeat; +Inf when never).",
-               [({}, _age(db.beat.last_sample_at))])
-    out.family("taskops_beat_last_dispatch_age_seconds", "gauge", "Seconds since beat last sent "
-               "a periodic task (beat's own record, else the newest run a schedule started; +Inf "
-               "when never).", [({}, _age(db.beat.last_dispatch_at))])
-    out.family("taskops_beat_due_not_sent", "gauge", "1 when schedules are due and beat has sent "
-               "nothing since the first of them was due.", [({}, db.beat.due_not_sent)])
-    out.family("taskops_schedules_late", "gauge", "Enabled schedules whose expected run did not "
-               "happen within the grace period (missed: a later run is overdue too).",
-               [({"state": state}, sum(1 for s in db.beat.late if s.state == state))
-                for state in ("late", "missed")])
-    out.family("taskops_schedules_enabled", "gauge", "Enabled periodic tasks.",
-               [({}, db.beat.enabled_schedules)])
-    return out.text()
+
+    def __init__(self, reading: MetricsReading) -> None:
+        self.reading = reading
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        cluster, db = self.reading.cluster, self.reading.database
+        hours = f"{RUNS_WINDOW.total_seconds() / 3600:g} h"
+        yield _gauge("taskops_broker_up", "1 when the console's last reading of the broker "
+                     "succeeded, 0 when the broker did not answer in time.", [({}, cluster.broker_ok)])
+        yield _gauge("taskops_reading_age_seconds", "Age of the shared cluster reading these "
+                     "values come from.", [({}, _age(cluster.taken_at))])
+        if cluster.broker_ok:
+            yield _gauge("taskops_broker_latency_seconds", "Time the last broker reading took.",
+                         [({}, cluster.latency_ms / 1000)])
+        yield _gauge("taskops_queue_depth", "Messages waiting in a queue, all priority levels.",
+                     [({"queue": q.name}, q.depth) for q in cluster.queues if q.depth is not None])
+        yield _gauge("taskops_queue_paused", "1 when the console paused consumption of the "
+                     "queue cluster-wide.", [({"queue": q.name}, q.paused) for q in cluster.queues])
+        if cluster.in_flight_total is not None:
+            yield _gauge("taskops_queue_unacked", "Messages taken by workers and not yet "
+                         "acknowledged (prefetched, running or waiting for their ETA).",
+                         [({}, cluster.in_flight_total)])
+        yield _gauge("taskops_workers_online", "Workers that answered the console's last "
+                     "reading.", [({}, cluster.online_count)])
+        yield _gauge("taskops_worker_up", "1 for a worker that answered the last reading, 0 for "
+                     "one the console saw before that did not.",
+                     [({"worker": w.name}, w.status == "online") for w in cluster.workers])
+        yield _gauge("taskops_runs_last_24h", f"Task runs whose state last changed in the last "
+                     f"{hours}, by task and state (a sliding window, not a counter).",
+                     [({"task": task or "(none)", "state": state}, n) for task, state, n in db.runs])
+        yield _gauge("taskops_retries_last_24h", f"Retries sent through the console in the last "
+                     f"{hours} (a sliding window, not a counter).", [({}, db.retries)])
+        yield _gauge("taskops_beat_last_sample_age_seconds", "Seconds since beat's sampler last "
+                     "recorded queue depths (beat's heartbeat; +Inf when never).",
+                     [({}, _age(db.beat.last_sample_at))])
+        yield _gauge("taskops_beat_last_dispatch_age_seconds", "Seconds since beat last sent a "
+                     "periodic task (beat's own record, else the newest run a schedule started; "
+                     "+Inf when never).", [({}, _age(db.beat.last_dispatch_at))])
+        yield _gauge("taskops_beat_due_not_sent", "1 when schedules are due and beat has sent "
+                     "nothing since the first of them was due.", [({}, db.beat.due_not_sent)])
+        yield _gauge("taskops_schedules_late", "Enabled schedules whose expected run did not "
+                     "happen within the grace period (missed: a later run is overdue too).",
+                     [({"state": state}, sum(1 for s in db.beat.late if s.state == state))
+                      for state in ("late", "missed")])
+        yield _gauge("taskops_schedules_enabled", "Enabled periodic tasks.",
+                     [({}, db.beat.enabled_schedules)])
+
+
+def metrics_exposition(reading: MetricsReading, accept: str = "") -> tuple[bytes, str]:
+    """The reading in the format the scraper accepts (Prometheus text, or OpenMetrics), and its type."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ConsoleCollector(reading))
+    encode, content_type = choose_encoder(accept)
+    return encode(registry), content_type
 
 
 def _bearer(request: HttpRequest) -> str | None:
@@ -135,4 +120,5 @@ def metrics(request: HttpRequest) -> HttpResponse:
     elif not can(request.user, "metrics.view"):
         return HttpResponse("You may not read the metrics.\n", status=403,
                             content_type="text/plain; charset=utf-8")
-    return HttpResponse(metrics_text(metrics_reading()), content_type=CONTENT_TYPE)
+    body, content_type = metrics_exposition(metrics_reading(), request.headers.get("Accept", ""))
+    return HttpResponse(body, content_type=content_type)
