@@ -125,6 +125,9 @@ SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DJANGO_BEHIND_TLS_PROXY", False) else None
 )
 X_FRAME_OPTIONS = "DENY"
+# The reverse proxies (addresses or networks) whose X-Forwarded-For names the client in the
+# audit log and the login lockout; none: the connecting address, whatever the headers say.
+TASKOPS_TRUSTED_PROXIES = env_list("TASKOPS_TRUSTED_PROXIES", [])
 
 # --- Email (the demo's email task writes messages to files) -----------------------------
 EMAIL_BACKEND = os.environ.get(

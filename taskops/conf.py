@@ -77,6 +77,10 @@ class ConsoleSettings:
     approval_ttl_minutes: _Setting[float] = _Setting(60.0, float)
     bulk_retry_reason_threshold: _Setting[int] = _Setting(100, int)
 
+    # --- Production: proxies ---
+    # Addresses or networks of the reverse proxies whose X-Forwarded-For is believed (none: REMOTE_ADDR).
+    trusted_proxies: _Setting[list[str]] = _Setting([], list)
+
     @property
     def sample_period(self) -> float:
         """Seconds between two samples when reading their history (the default while sampling is off)."""
