@@ -3,31 +3,34 @@
 from __future__ import annotations
 
 import os
-import sys
-import warnings
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
-from console.envconf import database_from_url, env_bool, env_json, env_list, redis_url_with_db
+from console.envconf import (
+    database_from_url,
+    env_bool,
+    env_json,
+    env_list,
+    redis_url_with_db,
+    var_dir_from_env,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("TASKOPS_VAR_DIR", BASE_DIR / "var")).resolve()
+VAR_DIR = var_dir_from_env(BASE_DIR)
 
 # --- Core -------------------------------------------------------------------------------
 DEV_SECRET_KEY = "taskops-dev-secret-key-not-for-production"
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", DEV_SECRET_KEY)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or DEV_SECRET_KEY
 DEBUG = env_bool("DJANGO_DEBUG", False)
 if SECRET_KEY == DEV_SECRET_KEY and not DEBUG:
-    warnings.warn(
-        "DJANGO_SECRET_KEY is not set: the console runs with the public development key. "
-        "Set DJANGO_SECRET_KEY before exposing it to anyone.",
-        RuntimeWarning,
-        stacklevel=1,
-    )
-    print(
-        "!!! WARNING: DJANGO_SECRET_KEY is not set; using the public development key. !!!",
-        file=sys.stderr,
+    # Anyone can read the development key: with it, sessions and password resets can be forged.
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is not set: the console refuses to start with the public development "
+        "key while debug is off. Set DJANGO_SECRET_KEY to a long random value (for example "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`), or DJANGO_DEBUG=1 "
+        "on a development machine."
     )
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
@@ -118,16 +121,24 @@ STORAGES = {
 # The dev server and the tests serve files straight from the apps' static folders.
 WHITENOISE_USE_FINDERS = DEBUG
 
-# --- Security (production profile: behind TLS) ------------------------------------------
-SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
+# --- Production: TLS proxy, HSTS, cookies, client addresses, login redirect --------------
+# Behind a TLS-terminating proxy (DJANGO_BEHIND_TLS_PROXY=1) Django believes its
+# X-Forwarded-Proto, redirects plain HTTP to HTTPS, sends HSTS and marks cookies secure.
+BEHIND_TLS_PROXY = env_bool("DJANGO_BEHIND_TLS_PROXY", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", BEHIND_TLS_PROXY)
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS") or (31_536_000 if BEHIND_TLS_PROXY else 0))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", BEHIND_TLS_PROXY)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-SECURE_PROXY_SSL_HEADER = (
-    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DJANGO_BEHIND_TLS_PROXY", False) else None
-)
 X_FRAME_OPTIONS = "DENY"
 # The reverse proxies (addresses or networks) whose X-Forwarded-For names the client in the
 # audit log and the login lockout; none: the connecting address, whatever the headers say.
 TASKOPS_TRUSTED_PROXIES = env_list("TASKOPS_TRUSTED_PROXIES", [])
+# The admin is the console: logins land on its dashboard.
+LOGIN_URL = "admin:login"
+LOGIN_REDIRECT_URL = "admin:index"
 
 # --- Email (the demo's email task writes messages to files) -----------------------------
 EMAIL_BACKEND = os.environ.get(
