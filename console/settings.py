@@ -52,6 +52,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "taskops.middleware.ContentSecurityPolicyMiddleware",
     "taskops.middleware.RejectNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -139,6 +140,9 @@ TASKOPS_TRUSTED_PROXIES = env_list("TASKOPS_TRUSTED_PROXIES", [])
 # The admin is the console: logins land on its dashboard.
 LOGIN_URL = "admin:login"
 LOGIN_REDIRECT_URL = "admin:index"
+# Scripts, styles, images and fonts from the console's own origin only (taskops.conf has the
+# policy); set this to replace it, e.g. to add a CDN.
+TASKOPS_CONTENT_SECURITY_POLICY = os.environ.get("TASKOPS_CONTENT_SECURITY_POLICY") or None
 
 # --- Email (the demo's email task writes messages to files) -----------------------------
 EMAIL_BACKEND = os.environ.get(

@@ -1,8 +1,11 @@
-"""Refuses requests whose path or query string holds a NUL character (PostgreSQL cannot compare them)."""
+"""The console's middleware: NUL characters in addresses refused, a Content-Security-Policy on every page."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponseBadRequest
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+
+from taskops.conf import config
 
 
 class RejectNulMiddleware:
@@ -16,3 +19,22 @@ class RejectNulMiddleware:
             return HttpResponseBadRequest("The address contains a NUL character.",
                                           content_type="text/plain; charset=utf-8")
         return self.get_response(request)
+
+
+class ContentSecurityPolicyMiddleware:
+    """Adds TASKOPS_CONTENT_SECURITY_POLICY to every response that has none of its own.
+
+    Django's debug pages (DEBUG only) are left without it: they are built with inline styles
+    and scripts, and a developer reading a traceback needs them to work.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if settings.DEBUG and response.status_code in (404, 500):
+            return response
+        if "Content-Security-Policy" not in response:
+            response["Content-Security-Policy"] = config.content_security_policy
+        return response
