@@ -60,6 +60,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "taskops.middleware.SessionTimeoutMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -140,6 +141,11 @@ TASKOPS_TRUSTED_PROXIES = env_list("TASKOPS_TRUSTED_PROXIES", [])
 # The admin is the console: logins land on its dashboard.
 LOGIN_URL = "admin:login"
 LOGIN_REDIRECT_URL = "admin:index"
+# A console that can shut workers down: a session ends 8 h after the login, or after 30 min
+# without a request of the user's own (the pages' background refresh does not count).
+TASKOPS_SESSION_MAX_HOURS = float(os.environ.get("TASKOPS_SESSION_MAX_HOURS", "8"))
+TASKOPS_SESSION_IDLE_MINUTES = float(os.environ.get("TASKOPS_SESSION_IDLE_MINUTES", "30"))
+SESSION_COOKIE_AGE = int(TASKOPS_SESSION_MAX_HOURS * 3600)
 # Scripts, styles, images and fonts from the console's own origin only (taskops.conf has the
 # policy); set this to replace it, e.g. to add a CDN.
 TASKOPS_CONTENT_SECURITY_POLICY = os.environ.get("TASKOPS_CONTENT_SECURITY_POLICY") or None

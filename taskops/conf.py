@@ -95,6 +95,10 @@ class ConsoleSettings:
     # --- Production: proxies ---
     # Addresses or networks of the reverse proxies whose X-Forwarded-For is believed (none: REMOTE_ADDR).
     trusted_proxies: _Setting[list[str]] = _Setting([], list)
+    # Sessions (SessionTimeoutMiddleware): ended this long after the login, or after this long
+    # without a request of the user's own (the pages' background refresh does not count).
+    session_max_hours: _Setting[float] = _Setting(8.0, float)
+    session_idle_minutes: _Setting[float] = _Setting(30.0, float)
     # The Content-Security-Policy header of every response (ContentSecurityPolicyMiddleware).
     content_security_policy: _Setting[str] = _Setting(CONTENT_SECURITY_POLICY, str)
 

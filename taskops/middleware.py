@@ -1,11 +1,21 @@
-"""The console's middleware: NUL characters in addresses refused, a Content-Security-Policy on every page."""
+"""The console's middleware: NUL characters in addresses refused, a Content-Security-Policy, session timeouts."""
 
 from __future__ import annotations
 
+import time
+
 from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import logout
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
 from taskops.conf import config
+from taskops.views.common import is_live
+
+SESSION_STARTED = "taskops.session_started"
+SESSION_SEEN = "taskops.session_seen"
+# The last request is noted at most once a minute: one session write a minute per active user.
+SEEN_GRANULARITY_SECONDS = 60
 
 
 class RejectNulMiddleware:
@@ -38,3 +48,43 @@ class ContentSecurityPolicyMiddleware:
         if "Content-Security-Policy" not in response:
             response["Content-Security-Policy"] = config.content_security_policy
         return response
+
+
+def _session_ended(request: HttpRequest, now: float) -> str | None:
+    """Why the logged-in user's session is over (too old, or idle too long), or None."""
+    started = request.session.get(SESSION_STARTED)
+    seen = request.session.get(SESSION_SEEN, started)
+    if started is None:
+        return None
+    if now - started > config.session_max_hours * 3600:
+        return f"Your session ended {config.session_max_hours:g} hours after you logged in. Log in again."
+    if now - seen > config.session_idle_minutes * 60:
+        return (f"Your session ended after {config.session_idle_minutes:g} minutes without "
+                "activity. Log in again.")
+    return None
+
+
+class SessionTimeoutMiddleware:
+    """Logs a user out TASKOPS_SESSION_MAX_HOURS after the login or TASKOPS_SESSION_IDLE_MINUTES after their last request.
+
+    A page's background refresh (live.js) is not activity: an unattended dashboard ends too.
+    Comes after the session, authentication and message middleware.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.user.is_authenticated:
+            now = time.time()
+            ended = _session_ended(request, now)
+            if ended:
+                logout(request)
+                messages.info(request, ended, fail_silently=True)
+            elif SESSION_STARTED not in request.session:
+                request.session[SESSION_STARTED] = request.session[SESSION_SEEN] = now
+            elif not is_live(request) and (
+                now - request.session.get(SESSION_SEEN, 0) >= SEEN_GRANULARITY_SECONDS
+            ):
+                request.session[SESSION_SEEN] = now
+        return self.get_response(request)
