@@ -150,6 +150,10 @@ SESSION_COOKIE_AGE = int(TASKOPS_SESSION_MAX_HOURS * 3600)
 # policy); set this to replace it, e.g. to add a CDN.
 TASKOPS_CONTENT_SECURITY_POLICY = os.environ.get("TASKOPS_CONTENT_SECURITY_POLICY") or None
 
+# --- Error reports: the debug page and error emails never show a password inside a URL ------
+DEFAULT_EXCEPTION_REPORTER_FILTER = "taskops.error_reports.CredentialHidingExceptionReporterFilter"
+DEFAULT_EXCEPTION_REPORTER = "taskops.error_reports.CredentialHidingExceptionReporter"
+
 # --- Email (the demo's email task writes messages to files) -----------------------------
 EMAIL_BACKEND = os.environ.get(
     "DJANGO_EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend"
