@@ -61,6 +61,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "taskops.middleware.SessionTimeoutMiddleware",
+    "taskops.middleware.RefusalAuditMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -146,6 +147,12 @@ LOGIN_REDIRECT_URL = "admin:index"
 TASKOPS_SESSION_MAX_HOURS = float(os.environ.get("TASKOPS_SESSION_MAX_HOURS", "8"))
 TASKOPS_SESSION_IDLE_MINUTES = float(os.environ.get("TASKOPS_SESSION_IDLE_MINUTES", "30"))
 SESSION_COOKIE_AGE = int(TASKOPS_SESSION_MAX_HOURS * 3600)
+# Refused requests (403 at a view, CSRF failures) and failed logins are audit entries; those of
+# visitors not logged in up to this many a minute (a storm cannot fill the disk).
+CSRF_FAILURE_VIEW = "taskops.views.csrf.csrf_failure"
+TASKOPS_AUDIT_VISITOR_REFUSALS_PER_MINUTE = int(
+    os.environ.get("TASKOPS_AUDIT_VISITOR_REFUSALS_PER_MINUTE", "30")
+)
 # Scripts, styles, images and fonts from the console's own origin only (taskops.conf has the
 # policy); set this to replace it, e.g. to add a CDN.
 TASKOPS_CONTENT_SECURITY_POLICY = os.environ.get("TASKOPS_CONTENT_SECURITY_POLICY") or None

@@ -99,6 +99,9 @@ class ConsoleSettings:
     # without a request of the user's own (the pages' background refresh does not count).
     session_max_hours: _Setting[float] = _Setting(8.0, float)
     session_idle_minutes: _Setting[float] = _Setting(30.0, float)
+    # Failed logins and refused requests of visitors not logged in: audited up to this many a
+    # minute (all web processes together), so a storm cannot fill the disk.
+    audit_visitor_refusals_per_minute: _Setting[int] = _Setting(30, int)
     # The Content-Security-Policy header of every response (ContentSecurityPolicyMiddleware).
     content_security_policy: _Setting[str] = _Setting(CONTENT_SECURITY_POLICY, str)
 

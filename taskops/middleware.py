@@ -1,4 +1,4 @@
-"""The console's middleware: NUL characters in addresses refused, a Content-Security-Policy, session timeouts."""
+"""The console's middleware: NUL characters refused, a Content-Security-Policy, session timeouts, refusals audited."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import time
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
 from taskops.conf import config
+from taskops.services.access import request_refused_record
 from taskops.views.common import is_live
 
 SESSION_STARTED = "taskops.session_started"
@@ -88,3 +90,18 @@ class SessionTimeoutMiddleware:
             ):
                 request.session[SESSION_SEEN] = now
         return self.get_response(request)
+
+
+class RefusalAuditMiddleware:
+    """Writes one audit entry (outcome refused) for each request a view refuses with PermissionDenied (403)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> None:
+        if isinstance(exception, PermissionDenied):
+            request_refused_record(request=request, message=str(exception))
+        return None  # Django answers 403 as usual
