@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -46,6 +47,7 @@ INSTALLED_APPS = [
     "django_celery_results",
     "django_celery_beat",
     "import_export",
+    "axes",  # before taskops: its login-failure receiver marks a lockout before the audit reads it
     "taskops",
     "demo",
 ]
@@ -63,6 +65,7 @@ MIDDLEWARE = [
     "taskops.middleware.SessionTimeoutMiddleware",
     "taskops.middleware.RefusalAuditMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a refused login into the lockout page
 ]
 
 ROOT_URLCONF = "console.urls"
@@ -156,6 +159,25 @@ TASKOPS_AUDIT_VISITOR_REFUSALS_PER_MINUTE = int(
 # Scripts, styles, images and fonts from the console's own origin only (taskops.conf has the
 # policy); set this to replace it, e.g. to add a CDN.
 TASKOPS_CONTENT_SECURITY_POLICY = os.environ.get("TASKOPS_CONTENT_SECURITY_POLICY") or None
+
+# --- Login lockout (django-axes) ----------------------------------------------------------
+# After DJANGO_LOGIN_FAILURE_LIMIT wrong passwords for one username from one address, logins of
+# that username from that address are refused (429) for DJANGO_LOGIN_COOLOFF_MINUTES; a success
+# before that clears the count. The address is the client behind TASKOPS_TRUSTED_PROXIES.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("DJANGO_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("DJANGO_LOGIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Attempts during a lockout neither extend it nor add to its record: the record of one
+# username and address stays a few kilobytes, and is deleted once its cool-off has passed.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_CLIENT_IP_CALLABLE = "taskops.client_ip.client_ip"
+AXES_LOCKOUT_TEMPLATE = "admin/login_locked.html"
+AXES_VERBOSE = False
 
 # --- Error reports: the debug page and error emails never show a password inside a URL ------
 DEFAULT_EXCEPTION_REPORTER_FILTER = "taskops.error_reports.CredentialHidingExceptionReporterFilter"
@@ -311,4 +333,6 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
                              "stream": "ext://sys.__stderr__"}},
     "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
+    # django-axes warns at every failed login, without a cap: the audit log records them (capped).
+    "loggers": {"axes": {"level": "ERROR"}},
 }

@@ -37,8 +37,8 @@ class _Shown:
 
 def _cleansed(value: Any) -> Any:
     """A string with its URL credentials masked; any other value, if its text holds some, as that text masked."""
-    if isinstance(value, str):
-        return url_credentials_masked(value)
+    if isinstance(value, str):  # lazy strings too (SimpleLazyObject): their text
+        return url_credentials_masked(str(value))
     if value is None or isinstance(value, (bool, int, float)):
         return value
     try:
