@@ -57,6 +57,7 @@ MIDDLEWARE = [
     "taskops.middleware.ContentSecurityPolicyMiddleware",
     "taskops.middleware.RejectNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "taskops.middleware.StatementTimeoutMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -93,6 +94,9 @@ DATABASES = {"default": database_from_url(DATABASE_URL, base_dir=BASE_DIR)}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# PostgreSQL stops any statement of a web request after this many milliseconds, and the page
+# says so (workers, beat and management commands have no such limit); 0 turns it off.
+TASKOPS_DB_STATEMENT_TIMEOUT_MS = int(os.environ.get("TASKOPS_DB_STATEMENT_TIMEOUT_MS", "5000"))
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

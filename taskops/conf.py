@@ -99,6 +99,8 @@ class ConsoleSettings:
     # without a request of the user's own (the pages' background refresh does not count).
     session_max_hours: _Setting[float] = _Setting(8.0, float)
     session_idle_minutes: _Setting[float] = _Setting(30.0, float)
+    # PostgreSQL: each statement of a web request may run this long (0: no limit of the console's).
+    db_statement_timeout_ms: _Setting[int] = _Setting(5000, int)
     # Failed logins and refused requests of visitors not logged in: audited up to this many a
     # minute (all web processes together), so a storm cannot fill the disk.
     audit_visitor_refusals_per_minute: _Setting[int] = _Setting(30, int)

@@ -1,4 +1,4 @@
-"""The console's middleware: NUL characters refused, a Content-Security-Policy, session timeouts, refusals audited."""
+"""The console's middleware: NUL characters refused, a CSP, session and statement timeouts, refusals audited."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.core.exceptions import PermissionDenied
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import render
 
 from taskops.conf import config
+from taskops.db_timeout import is_statement_timeout, statement_timeout
 from taskops.services.access import request_refused_record
 from taskops.views.common import is_live
 
@@ -105,3 +108,27 @@ class RefusalAuditMiddleware:
         if isinstance(exception, PermissionDenied):
             request_refused_record(request=request, message=str(exception))
         return None  # Django answers 403 as usual
+
+
+class StatementTimeoutMiddleware:
+    """On PostgreSQL, each statement of a web request may run TASKOPS_DB_STATEMENT_TIMEOUT_MS; past that, a page says so.
+
+    Only web requests get the limit (workers, beat and management commands never pass through
+    here). Goes before the session middleware, so the session's own queries are bounded too.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        with statement_timeout(connection, config.db_statement_timeout_ms):
+            return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not is_statement_timeout(exception):
+            return None
+        seconds = config.db_statement_timeout_ms / 1000
+        return render(request, "admin/taskops/statement_timeout.html", {
+            "title": "The database took too long",
+            "seconds": f"{seconds:g}",
+        }, status=503)
