@@ -16,6 +16,11 @@ _ENGINES = {
 }
 
 
+def var_dir_from_env(base_dir: Path) -> Path:
+    """TASKOPS_VAR_DIR (default `base_dir`/var): the SQLite file, embedded Redis, worker state, media."""
+    return Path(os.environ.get("TASKOPS_VAR_DIR") or base_dir / "var").resolve()
+
+
 def env_bool(name: str, default: bool) -> bool:
     """Return the boolean value of an environment variable ("1", "true", "yes", "on")."""
     value = os.environ.get(name)

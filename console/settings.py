@@ -3,37 +3,43 @@
 from __future__ import annotations
 
 import os
-import sys
-import warnings
+from datetime import timedelta
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
-from console.envconf import database_from_url, env_bool, env_json, env_list, redis_url_with_db
+from console.envconf import (
+    database_from_url,
+    env_bool,
+    env_json,
+    env_list,
+    redis_url_with_db,
+    var_dir_from_env,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("TASKOPS_VAR_DIR", BASE_DIR / "var")).resolve()
+VAR_DIR = var_dir_from_env(BASE_DIR)
 
 # --- Core -------------------------------------------------------------------------------
 DEV_SECRET_KEY = "taskops-dev-secret-key-not-for-production"
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", DEV_SECRET_KEY)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or DEV_SECRET_KEY
 DEBUG = env_bool("DJANGO_DEBUG", False)
 if SECRET_KEY == DEV_SECRET_KEY and not DEBUG:
-    warnings.warn(
-        "DJANGO_SECRET_KEY is not set: the console runs with the public development key. "
-        "Set DJANGO_SECRET_KEY before exposing it to anyone.",
-        RuntimeWarning,
-        stacklevel=1,
-    )
-    print(
-        "!!! WARNING: DJANGO_SECRET_KEY is not set; using the public development key. !!!",
-        file=sys.stderr,
+    # Anyone can read the development key: with it, sessions and password resets can be forged.
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is not set: the console refuses to start with the public development "
+        "key while debug is off. Set DJANGO_SECRET_KEY to a long random value (for example "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`), or DJANGO_DEBUG=1 "
+        "on a development machine."
     )
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
+    # Before taskops: its login-failure receiver marks a lockout before the audit reads it.
+    "axes",
     # Before the admin: the console's admin index (the dashboard) overrides the admin's own.
     "taskops",
     "django.contrib.admin",
@@ -50,14 +56,19 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "taskops.middleware.ContentSecurityPolicyMiddleware",
     "taskops.middleware.RejectNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "taskops.middleware.StatementTimeoutMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "taskops.middleware.SessionTimeoutMiddleware",
+    "taskops.middleware.RefusalAuditMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a refused login into the lockout page
 ]
 
 ROOT_URLCONF = "console.urls"
@@ -85,6 +96,9 @@ DATABASES = {"default": database_from_url(DATABASE_URL, base_dir=BASE_DIR)}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# PostgreSQL stops any statement of a web request after this many milliseconds, and the page
+# says so (workers, beat and management commands have no such limit); 0 turns it off.
+TASKOPS_DB_STATEMENT_TIMEOUT_MS = int(os.environ.get("TASKOPS_DB_STATEMENT_TIMEOUT_MS", "5000"))
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -119,13 +133,61 @@ STORAGES = {
 # The dev server and the tests serve files straight from the apps' static folders.
 WHITENOISE_USE_FINDERS = DEBUG
 
-# --- Security (production profile: behind TLS) ------------------------------------------
-SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
+# --- Production: TLS proxy, HSTS, cookies, client addresses, login redirect --------------
+# Behind a TLS-terminating proxy (DJANGO_BEHIND_TLS_PROXY=1) Django believes its
+# X-Forwarded-Proto, redirects plain HTTP to HTTPS, sends HSTS and marks cookies secure.
+BEHIND_TLS_PROXY = env_bool("DJANGO_BEHIND_TLS_PROXY", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", BEHIND_TLS_PROXY)
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS") or (31_536_000 if BEHIND_TLS_PROXY else 0))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", BEHIND_TLS_PROXY)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-SECURE_PROXY_SSL_HEADER = (
-    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DJANGO_BEHIND_TLS_PROXY", False) else None
-)
 X_FRAME_OPTIONS = "DENY"
+# The reverse proxies (addresses or networks) whose X-Forwarded-For names the client in the
+# audit log and the login lockout; none: the connecting address, whatever the headers say.
+TASKOPS_TRUSTED_PROXIES = env_list("TASKOPS_TRUSTED_PROXIES", [])
+# The admin is the console: logins land on its dashboard.
+LOGIN_URL = "admin:login"
+LOGIN_REDIRECT_URL = "admin:index"
+# A console that can shut workers down: a session ends 8 h after the login, or after 30 min
+# without a request of the user's own (the pages' background refresh does not count).
+TASKOPS_SESSION_MAX_HOURS = float(os.environ.get("TASKOPS_SESSION_MAX_HOURS", "8"))
+TASKOPS_SESSION_IDLE_MINUTES = float(os.environ.get("TASKOPS_SESSION_IDLE_MINUTES", "30"))
+SESSION_COOKIE_AGE = int(TASKOPS_SESSION_MAX_HOURS * 3600)
+# Refused requests (403 at a view, CSRF failures) and failed logins are audit entries; those of
+# visitors not logged in up to this many a minute (a storm cannot fill the disk).
+CSRF_FAILURE_VIEW = "taskops.views.csrf.csrf_failure"
+TASKOPS_AUDIT_VISITOR_REFUSALS_PER_MINUTE = int(
+    os.environ.get("TASKOPS_AUDIT_VISITOR_REFUSALS_PER_MINUTE", "30")
+)
+# Scripts, styles, images and fonts from the console's own origin only (taskops.conf has the
+# policy); set this to replace it, e.g. to add a CDN.
+TASKOPS_CONTENT_SECURITY_POLICY = os.environ.get("TASKOPS_CONTENT_SECURITY_POLICY") or None
+
+# --- Login lockout (django-axes) ----------------------------------------------------------
+# After DJANGO_LOGIN_FAILURE_LIMIT wrong passwords for one username from one address, logins of
+# that username from that address are refused (429) for DJANGO_LOGIN_COOLOFF_MINUTES; a success
+# before that clears the count. The address is the client behind TASKOPS_TRUSTED_PROXIES.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("DJANGO_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("DJANGO_LOGIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Attempts during a lockout neither extend it nor add to its record: the record of one
+# username and address stays a few kilobytes, and is deleted once its cool-off has passed.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_CLIENT_IP_CALLABLE = "taskops.client_ip.client_ip"
+AXES_LOCKOUT_TEMPLATE = "admin/login_locked.html"
+AXES_VERBOSE = False
+
+# --- Error reports: the debug page and error emails never show a password inside a URL ------
+DEFAULT_EXCEPTION_REPORTER_FILTER = "taskops.error_reports.CredentialHidingExceptionReporterFilter"
+DEFAULT_EXCEPTION_REPORTER = "taskops.error_reports.CredentialHidingExceptionReporter"
 
 # --- Email (the demo's email task writes messages to files) -----------------------------
 EMAIL_BACKEND = os.environ.get(
@@ -277,4 +339,6 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
                              "stream": "ext://sys.__stderr__"}},
     "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
+    # django-axes warns at every failed login, without a cap: the audit log records them (capped).
+    "loggers": {"axes": {"level": "ERROR"}},
 }

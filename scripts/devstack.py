@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -23,6 +24,8 @@ from urllib.parse import urlsplit
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
+
+from console.envconf import var_dir_from_env  # noqa: E402  (after BASE_DIR is importable)
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", ""}
 QUEUES = "default,reports,emails"
@@ -173,6 +176,17 @@ def ensure_broker(url: str, var_dir: Path, env: dict[str, str]) -> Child | None:
     raise SystemExit(f"Unsupported broker URL scheme {scheme!r}.")
 
 
+def local_secret_key(var_dir: Path) -> str:
+    """This machine's own secret key for the production profile, made once and kept in var/secret-key."""
+    path = var_dir / "secret-key"
+    if not path.exists():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
 def web_answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
@@ -191,6 +205,11 @@ def main() -> int:
 
     if args.prod:
         os.environ["DJANGO_DEBUG"] = "0"
+        if not os.environ.get("DJANGO_SECRET_KEY"):
+            # Debug off refuses the public development key: use one made for this machine.
+            key_dir = var_dir_from_env(BASE_DIR)
+            os.environ["DJANGO_SECRET_KEY"] = local_secret_key(key_dir)
+            say(f"DJANGO_SECRET_KEY is not set: using this machine's own key ({key_dir / 'secret-key'})")
     import django
     from django.conf import settings
 

@@ -76,3 +76,13 @@ def values_get(keys: list[str]) -> dict:
 def values_set(values: dict, timeout: float | None) -> None:
     """Store `values` in one round trip (skipped when the cache is down)."""
     _guard(lambda: cache.set_many(values, timeout=timeout), None)
+
+
+def counter_incr(key: str, timeout: float) -> int | None:
+    """Add one to a shared counter that lives `timeout` seconds from its first count; None when the cache is down."""
+
+    def bump() -> int:
+        cache.add(key, 0, timeout=timeout)
+        return cache.incr(key)
+
+    return _guard(bump, None)

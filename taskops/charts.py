@@ -124,7 +124,7 @@ def duration_trend_svg(points: Sequence[DayPoint], *, title: str, chart_id: str 
         f'width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" '
         f'aria-labelledby="{chart_id}-title" aria-describedby="{chart_id}-desc" '
         f'font-family="sans-serif" font-size="11" '
-        f'fill="currentColor" style="max-width: 100%; height: auto">',
+        f'fill="currentColor">',
         f'<title id="{chart_id}-title">{escape(title)}</title>',
         f'<desc id="{chart_id}-desc">{escape(summary)} Bars: daily success rate (right axis). '
         f'Solid line: median duration; dashed line: longest duration (left axis, {unit[1]}).</desc>',

@@ -11,6 +11,21 @@ from django.utils.module_loading import import_string
 
 T = TypeVar("T")
 
+# The console's pages load scripts, styles, images and fonts from their own origin only; the one
+# inline <style> left is Django's own in admin/change_list.html (lists without actions), by hash.
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self' 'sha256-blvLUW3UscWqsXGByNOqdBboM+ShWAuugp2mC/wbafU='",
+    "img-src 'self'",
+    "font-src 'self'",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'self'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+])
+
 
 class _Setting(Generic[T]):
     """One TASKOPS_<NAME> setting: read from Django's settings at each access, else its default."""
@@ -78,6 +93,21 @@ class ConsoleSettings:
     bulk_retry_reason_threshold: _Setting[int] = _Setting(100, int)
     # The most pool processes the console lets anyone give one worker (grow, autoscale max).
     worker_pool_max: _Setting[int] = _Setting(64, int)
+
+    # --- Production: proxies ---
+    # Addresses or networks of the reverse proxies whose X-Forwarded-For is believed (none: REMOTE_ADDR).
+    trusted_proxies: _Setting[list[str]] = _Setting([], list)
+    # Sessions (SessionTimeoutMiddleware): ended this long after the login, or after this long
+    # without a request of the user's own (the pages' background refresh does not count).
+    session_max_hours: _Setting[float] = _Setting(8.0, float)
+    session_idle_minutes: _Setting[float] = _Setting(30.0, float)
+    # PostgreSQL: each statement of a web request may run this long (0: no limit of the console's).
+    db_statement_timeout_ms: _Setting[int] = _Setting(5000, int)
+    # Failed logins and refused requests of visitors not logged in: audited up to this many a
+    # minute (all web processes together), so a storm cannot fill the disk.
+    audit_visitor_refusals_per_minute: _Setting[int] = _Setting(30, int)
+    # The Content-Security-Policy header of every response (ContentSecurityPolicyMiddleware).
+    content_security_policy: _Setting[str] = _Setting(CONTENT_SECURITY_POLICY, str)
 
     @property
     def sample_period(self) -> float:

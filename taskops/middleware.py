@@ -1,8 +1,26 @@
-"""Refuses requests whose path or query string holds a NUL character (PostgreSQL cannot compare them)."""
+"""The console's middleware: NUL characters refused, a CSP, session and statement timeouts, refusals audited."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponseBadRequest
+import time
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import logout
+from django.core.exceptions import PermissionDenied
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import render
+
+from taskops.conf import config
+from taskops.db_timeout import is_statement_timeout, statement_timeout
+from taskops.services.access import request_refused_record
+from taskops.views.common import is_live
+
+SESSION_STARTED = "taskops.session_started"
+SESSION_SEEN = "taskops.session_seen"
+# The last request is noted at most once a minute: one session write a minute per active user.
+SEEN_GRANULARITY_SECONDS = 60
 
 
 class RejectNulMiddleware:
@@ -16,3 +34,101 @@ class RejectNulMiddleware:
             return HttpResponseBadRequest("The address contains a NUL character.",
                                           content_type="text/plain; charset=utf-8")
         return self.get_response(request)
+
+
+class ContentSecurityPolicyMiddleware:
+    """Adds TASKOPS_CONTENT_SECURITY_POLICY to every response that has none of its own.
+
+    Django's debug pages (DEBUG only) are left without it: they are built with inline styles
+    and scripts, and a developer reading a traceback needs them to work.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if settings.DEBUG and response.status_code in (404, 500):
+            return response
+        if "Content-Security-Policy" not in response:
+            response["Content-Security-Policy"] = config.content_security_policy
+        return response
+
+
+def _session_ended(request: HttpRequest, now: float) -> str | None:
+    """Why the logged-in user's session is over (too old, or idle too long), or None."""
+    started = request.session.get(SESSION_STARTED)
+    seen = request.session.get(SESSION_SEEN, started)
+    if started is None:
+        return None
+    if now - started > config.session_max_hours * 3600:
+        return f"Your session ended {config.session_max_hours:g} hours after you logged in. Log in again."
+    if now - seen > config.session_idle_minutes * 60:
+        return (f"Your session ended after {config.session_idle_minutes:g} minutes without "
+                "activity. Log in again.")
+    return None
+
+
+class SessionTimeoutMiddleware:
+    """Logs a user out TASKOPS_SESSION_MAX_HOURS after the login or TASKOPS_SESSION_IDLE_MINUTES after their last request.
+
+    A page's background refresh (live.js) is not activity: an unattended dashboard ends too.
+    Comes after the session, authentication and message middleware.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.user.is_authenticated:
+            now = time.time()
+            ended = _session_ended(request, now)
+            if ended:
+                logout(request)
+                messages.info(request, ended, fail_silently=True)
+            elif SESSION_STARTED not in request.session:
+                request.session[SESSION_STARTED] = request.session[SESSION_SEEN] = now
+            elif not is_live(request) and (
+                now - request.session.get(SESSION_SEEN, 0) >= SEEN_GRANULARITY_SECONDS
+            ):
+                request.session[SESSION_SEEN] = now
+        return self.get_response(request)
+
+
+class RefusalAuditMiddleware:
+    """Writes one audit entry (outcome refused) for each request a view refuses with PermissionDenied (403)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> None:
+        if isinstance(exception, PermissionDenied):
+            request_refused_record(request=request, message=str(exception))
+        return None  # Django answers 403 as usual
+
+
+class StatementTimeoutMiddleware:
+    """On PostgreSQL, each statement of a web request may run TASKOPS_DB_STATEMENT_TIMEOUT_MS; past that, a page says so.
+
+    Only web requests get the limit (workers, beat and management commands never pass through
+    here). Goes before the session middleware, so the session's own queries are bounded too.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        with statement_timeout(connection, config.db_statement_timeout_ms):
+            return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not is_statement_timeout(exception):
+            return None
+        seconds = config.db_statement_timeout_ms / 1000
+        return render(request, "admin/taskops/statement_timeout.html", {
+            "title": "The database took too long",
+            "seconds": f"{seconds:g}",
+        }, status=503)

@@ -12,6 +12,12 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
+# `client.login()` authenticates without a request, which django-axes refuses: let it through
+# (logins through the login page still meet the lockout).
+AUTHENTICATION_BACKENDS = [
+    "tests.support.auth.LockoutBackendAllowingTestLogin",
+    "django.contrib.auth.backends.ModelBackend",
+]
 # Test users log in often: a fast hasher keeps the suite quick.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Each test process keeps its own cache (the shared Redis cache is tested explicitly).

@@ -9,6 +9,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.db import DatabaseError
 
 from taskops import cache, control
+from taskops.client_ip import client_ip
 from taskops.connection import BrokerUnavailable
 from taskops.models import AuditEntry
 from taskops.permissions import action_refusal, can
@@ -36,7 +37,7 @@ class Actor:
 
     @classmethod
     def from_request(cls, request) -> Actor:
-        return cls(user=request.user, ip=request.META.get("REMOTE_ADDR") or None)
+        return cls(user=request.user, ip=client_ip(request))
 
     @property
     def db_user(self) -> User | None:
