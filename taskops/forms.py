@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django import forms
 
 from taskops.services import SIGNALS
@@ -46,7 +48,29 @@ class RevokeForm(ReasonForm):
     signal = forms.ChoiceField(choices=[(s, s) for s in SIGNALS], initial="SIGTERM", required=False)
 
 
-QUEUE_NAME_RE = r"^[\w.\-:@/]+$"
+# A queue the console's forms may create: plain ASCII, no "/", "%", "?", "#", spaces or accents
+# (such names reach the broker as they are, and every tool after it must cope with them).
+QUEUE_NAME_RE = r"[A-Za-z0-9_][A-Za-z0-9_.:@-]*"
+
+
+class QueueNameField(forms.CharField):
+    """A queue to send to: a new name must match QUEUE_NAME_RE; `existing` (the queue the run,
+    task or schedule already uses) is accepted as it is, however a sender spelled it."""
+
+    def __init__(self, *, existing: str = "", **kwargs) -> None:
+        kwargs.setdefault("max_length", 255)
+        kwargs.setdefault("strip", False)
+        super().__init__(**kwargs)
+        self.existing = existing
+
+    def validate(self, value: str) -> None:
+        super().validate(value)
+        if value and value != self.existing and not re.fullmatch(QUEUE_NAME_RE, value):
+            raise forms.ValidationError(
+                "A new queue name may hold only letters a-z, digits and _ . - : @ (starting with a "
+                "letter, digit or _).", code="invalid")
+
+
 TYPED_JSON_HELP = 'Dates and UUIDs keep their type written as {"__type__": "datetime", "__value__": "..."}.'
 
 
@@ -110,12 +134,13 @@ class RetryEditForm(JsonCallMixin, ReasonForm):
 
     args = json_args_field()
     kwargs = json_kwargs_field()
-    queue = forms.RegexField(regex=QUEUE_NAME_RE, max_length=255)
+    queue = QueueNameField()
     priority = forms.IntegerField(min_value=0, max_value=255, required=False)
 
     def __init__(self, *args, task_name: str, **kwargs):
         super().__init__(*args, **kwargs)
         self.task_name = task_name
+        self.fields["queue"].existing = self.initial.get("queue") or ""  # the run's own queue
 
     def clean(self):
         data = super().clean()
@@ -171,7 +196,7 @@ class TaskRunForm(JsonCallMixin, ReasonForm):
     without, the arguments are a JSON list and a JSON object.
     """
 
-    queue = forms.RegexField(regex=QUEUE_NAME_RE, max_length=255)
+    queue = QueueNameField()
     countdown = forms.FloatField(required=False, min_value=0, max_value=MAX_DELAY_SECONDS,
                                  help_text="Seconds from now (or give an ETA).")
     eta = forms.DateTimeField(required=False, label="ETA",
@@ -190,6 +215,7 @@ class TaskRunForm(JsonCallMixin, ReasonForm):
         super().__init__(*args, **kwargs)
         self.task_name = task_name
         self.parameters = parameters
+        self.fields["queue"].existing = self.initial.get("queue") or ""  # the task's routing
         if parameters is None:
             self.fields["args"] = json_args_field()
             self.fields["kwargs"] = json_kwargs_field()

@@ -2,17 +2,53 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from urllib.parse import quote
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.http import HttpResponseRedirect
-from django.urls import path, reverse
+from django.urls import path, register_converter, reverse
+from django.utils.http import RFC3986_SUBDELIMS
 from import_export.admin import ExportMixin
 
 from taskops.permissions import can
+
+
+class NameConverter:
+    """A name a sender or worker chose (task id, queue, worker, task name) as one path segment.
+
+    Any text goes: `/` and the escape character `~` are written `~2F` and `~7E`, and a name that
+    is empty or only dots (which browsers would drop from a path) gets its dots written `~2E`
+    (the empty name is `~`). Every other name is its own segment, so common URLs read as before.
+    """
+
+    regex = "[^/]+"
+    _ESCAPED = re.compile(r"~([0-9A-F]{2})")
+
+    def to_python(self, value: str) -> str:
+        if value == "~":
+            return ""
+        if "~" in self._ESCAPED.sub("", value):
+            raise ValueError("a ~ in a name segment starts ~XX")
+        return self._ESCAPED.sub(lambda m: chr(int(m[1], 16)), value)
+
+    def to_url(self, value: str) -> str:
+        text = str(value).replace("~", "~7E").replace("/", "~2F")
+        if not text.strip("."):
+            return text.replace(".", "~2E") or "~"
+        return text
+
+
+register_converter(NameConverter, "taskops_name")  # routes: "<taskops_name:name>/"
+
+
+def name_in_url(value: str) -> str:
+    """`value` as reverse() writes it into a URL path (for links built from one reversed URL)."""
+    return quote(NameConverter().to_url(value), safe=RFC3986_SUBDELIMS + "~:@")
 
 
 class ReadOnlyConsoleAdmin(admin.ModelAdmin):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from html import escape
-from urllib.parse import quote
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
@@ -22,7 +21,7 @@ from django_celery_beat.models import (
     SolarSchedule,
 )
 
-from taskops.admin.pages import ReasonActionForm
+from taskops.admin.pages import ReasonActionForm, name_in_url
 from taskops.admin.schedule_transfer import ScheduleTransferAdminMixin
 from taskops.permissions import can
 from taskops.selectors.schedules import SCHEDULE_RELATIONS, ScheduleRow, schedule_rows
@@ -73,7 +72,7 @@ def _row(task: PeriodicTask) -> ScheduleRow:
 
 
 def _run_href(task: PeriodicTask, task_id: str) -> str:
-    return task.taskops_run_link.replace(RUN_ID_MARK, quote(task_id, safe=""))
+    return task.taskops_run_link.replace(RUN_ID_MARK, name_in_url(task_id))
 
 
 def _run_title(run) -> str:
