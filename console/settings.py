@@ -266,6 +266,9 @@ TASKOPS_REPORTS = env_json("TASKOPS_REPORTS", None) or {
 # /metrics answers a staff login with the dashboard permission, or this bearer token.
 TASKOPS_METRICS_TOKEN = os.environ.get("TASKOPS_METRICS_TOKEN", "")
 
+# --- Input limits (docs/operations.md, "Input limits") -----------------------------------
+TASKOPS_SEARCH_MAX_CHARS = int(os.environ.get("TASKOPS_SEARCH_MAX_CHARS", "1000"))
+
 # --- Logging ----------------------------------------------------------------------------
 LOGGING = {
     "version": 1,

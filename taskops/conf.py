@@ -86,6 +86,9 @@ class ConsoleSettings:
     reports: _Setting[dict] = _Setting({})
     metrics_token: _Setting[str] = _Setting("", str)
 
+    # --- Input limits (docs/operations.md, "Input limits") ---
+    search_max_chars: _Setting[int] = _Setting(1000, int)
+
 
 config = ConsoleSettings()
 
