@@ -20,6 +20,7 @@ from import_export.fields import Field
 from import_export.formats import base_formats
 
 from taskops.schedule_definitions import SCHEDULE_KINDS, TASK_FIELDS, definition_of
+from taskops.spreadsheets import InertCSV, inert_dataset, spreadsheet_value
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 MAX_ROWS = 5000
@@ -219,7 +220,7 @@ _SCHEDULE_COLUMN_SET = {c for columns in SCHEDULE_COLUMNS.values() for c in colu
 
 
 class SafeXLSX(base_formats.XLSX):
-    """XLSX where text stays text: a value starting with "=" is not turned into a live formula."""
+    """XLSX where text stays text (inert_dataset: no cell is a formula), one sheet, header frozen."""
 
     def export_data(self, dataset, **kwargs) -> bytes:
         import openpyxl
@@ -229,16 +230,13 @@ class SafeXLSX(base_formats.XLSX):
         sheet = book.active
         sheet.title = "schedules"
         sheet.append(list(dataset.headers))
-        for number, row in enumerate(dataset, start=2):
+        for number, row in enumerate(inert_dataset(dataset), start=2):
             try:
                 sheet.append(list(row))
             except IllegalCharacterError:
                 raise TransferError(
                     f"Row {number} ({_shown(row[0])}) holds control characters, which XLSX cannot "
                     "store: export as JSON instead.") from None
-            for cell in sheet[number]:
-                if cell.data_type == "f":
-                    cell.data_type = "s"
         sheet.freeze_panes = "A2"
         out = io.BytesIO()
         book.save(out)
@@ -263,7 +261,7 @@ class ReadableYAML(base_formats.YAML):
 FORMATS: dict[str, type[base_formats.Format]] = {
     "json": ReadableJSON,
     "yaml": ReadableYAML,
-    "csv": base_formats.CSV,
+    "csv": InertCSV,
     "xlsx": SafeXLSX,
 }
 FORMAT_EXTENSIONS = {"json": "json", "yaml": "yaml", "yml": "yaml", "csv": "csv", "xlsx": "xlsx"}
@@ -336,7 +334,7 @@ def _table_rows(content: bytes, file_format: str) -> list[dict[str, Any]]:
     duplicated = sorted({h for h in headers if h and headers.count(h) > 1})
     if duplicated:
         raise TransferError(f"These columns appear more than once: {', '.join(duplicated)}.")
-    return [dict(zip(headers, row)) for row in dataset]
+    return [dict(zip(headers, map(spreadsheet_value, row))) for row in dataset]
 
 
 def file_rows(content: bytes, file_format: str) -> list[tuple[int, dict[str, Any]]]:

@@ -17,9 +17,11 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import path, register_converter, reverse
 from django.utils.http import RFC3986_SUBDELIMS
 from import_export.admin import ExportMixin
+from import_export.formats.base_formats import JSON
 
 from taskops.conf import config
 from taskops.permissions import can
+from taskops.spreadsheets import InertCSV, InertXLSX
 
 
 class NameConverter:
@@ -188,7 +190,10 @@ class ConsolePageAdmin(ReadOnlyConsoleAdmin):
         ]
 
 class ConsoleExportMixin(ExportMixin):
-    """django-import-export's export, with filters a visitor mangled answered by a message, not a 500."""
+    """django-import-export's export in CSV, XLSX (inert spreadsheet text) and JSON, with filters a
+    visitor mangled answered by a message, not a 500."""
+
+    formats = [InertCSV, InertXLSX, JSON]
 
     def export_action(self, request):
         try:
