@@ -268,6 +268,12 @@ TASKOPS_METRICS_TOKEN = os.environ.get("TASKOPS_METRICS_TOKEN", "")
 
 # --- Input limits (docs/operations.md, "Input limits") -----------------------------------
 TASKOPS_SEARCH_MAX_CHARS = int(os.environ.get("TASKOPS_SEARCH_MAX_CHARS", "1000"))
+TASKOPS_IMPORT_MAX_FILE_BYTES = int(os.environ.get("TASKOPS_IMPORT_MAX_FILE_BYTES", str(5 * 2**20)))
+TASKOPS_IMPORT_MAX_UNPACKED_BYTES = int(os.environ.get("TASKOPS_IMPORT_MAX_UNPACKED_BYTES",
+                                                       str(20 * 2**20)))
+TASKOPS_IMPORT_MAX_ROWS = int(os.environ.get("TASKOPS_IMPORT_MAX_ROWS", "5000"))
+TASKOPS_IMPORT_MAX_COLUMNS = int(os.environ.get("TASKOPS_IMPORT_MAX_COLUMNS", "100"))
+TASKOPS_IMPORT_MAX_DEPTH = int(os.environ.get("TASKOPS_IMPORT_MAX_DEPTH", "20"))
 
 # --- Logging ----------------------------------------------------------------------------
 LOGGING = {
