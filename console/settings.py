@@ -53,6 +53,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "taskops.middleware.FormTooLargeMiddleware",  # reads the form just before the CSRF check
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -268,6 +269,7 @@ TASKOPS_METRICS_TOKEN = os.environ.get("TASKOPS_METRICS_TOKEN", "")
 
 # --- Input limits (docs/operations.md, "Input limits") -----------------------------------
 TASKOPS_SEARCH_MAX_CHARS = int(os.environ.get("TASKOPS_SEARCH_MAX_CHARS", "1000"))
+TASKOPS_TEXT_FIELD_MAX_CHARS = int(os.environ.get("TASKOPS_TEXT_FIELD_MAX_CHARS", "200000"))
 TASKOPS_IMPORT_MAX_FILE_BYTES = int(os.environ.get("TASKOPS_IMPORT_MAX_FILE_BYTES", str(5 * 2**20)))
 TASKOPS_IMPORT_MAX_UNPACKED_BYTES = int(os.environ.get("TASKOPS_IMPORT_MAX_UNPACKED_BYTES",
                                                        str(20 * 2**20)))

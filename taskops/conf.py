@@ -88,6 +88,8 @@ class ConsoleSettings:
 
     # --- Input limits (docs/operations.md, "Input limits") ---
     search_max_chars: _Setting[int] = _Setting(1000, int)
+    # Text areas of the console's forms (JSON arguments, headers, descriptions).
+    text_field_max_chars: _Setting[int] = _Setting(200_000, int)
     import_max_file_bytes: _Setting[int] = _Setting(5 * 1024 * 1024, int)
     import_max_unpacked_bytes: _Setting[int] = _Setting(20 * 1024 * 1024, int)  # XLSX contents
     import_max_rows: _Setting[int] = _Setting(5000, int)

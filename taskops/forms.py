@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 
 from django import forms
+from django.core.validators import MaxLengthValidator
 
+from taskops.conf import config
 from taskops.services import SIGNALS
 
 
@@ -109,6 +111,20 @@ def arguments_check(task_name: str, args: list, kwargs: dict) -> None:
         ) from exc
 
 
+def textareas_limit(form: forms.Form) -> None:
+    """Give every text area of `form` (arguments, headers, descriptions) TASKOPS_TEXT_FIELD_MAX_CHARS:
+    the browser's maxlength stops typing there, and the server refuses more with a field error.
+
+    Called at the end of a form's __init__, once its fields are all there.
+    """
+    limit = config.text_field_max_chars
+    for field in form.fields.values():
+        if isinstance(field, forms.CharField) and isinstance(field.widget, forms.Textarea):
+            field.max_length = limit
+            field.widget.attrs["maxlength"] = str(limit)
+            field.validators.append(MaxLengthValidator(limit))
+
+
 def json_args_field() -> forms.CharField:
     return forms.CharField(widget=forms.Textarea(attrs={"rows": 6, "cols": 80}), initial="[]",
                            help_text=f"A JSON list. {TYPED_JSON_HELP}")
@@ -141,6 +157,7 @@ class RetryEditForm(JsonCallMixin, ReasonForm):
         super().__init__(*args, **kwargs)
         self.task_name = task_name
         self.fields["queue"].existing = self.initial.get("queue") or ""  # the run's own queue
+        textareas_limit(self)
 
     def clean(self):
         data = super().clean()
@@ -225,6 +242,7 @@ class TaskRunForm(JsonCallMixin, ReasonForm):
             for parameter, name in zip(parameters, argument_fields):
                 self.fields[name] = _parameter_field(parameter)
         self.argument_names = argument_fields
+        textareas_limit(self)
         self.order_fields([*argument_fields, "queue", "countdown", "eta", "priority", "expires",
                            "time_limit", "soft_time_limit", "reason"])
 

@@ -25,6 +25,7 @@ from taskops.forms import (
     json_args_field,
     json_kwargs_field,
     json_value,
+    textareas_limit,
 )
 from taskops.schedule_preview import CRONTAB_FIELDS, PREVIEW_COUNT, Preview, crontab_of, preview
 
@@ -214,6 +215,7 @@ class PeriodicTaskForm(JsonCallMixin, ScheduleForm):
         self.names_complete = names_complete
         self.instance = instance
         self.fields["queue"].existing = (instance.queue or "") if instance is not None else ""
+        textareas_limit(self)
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"]

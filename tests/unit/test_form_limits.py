@@ -1,4 +1,4 @@
-"""The console's forms create only plain queue names, and keep accepting the odd one a run already uses."""
+"""The console's forms: only plain new queue names (the odd one already in use stays usable), and text areas within their limit."""
 
 import pytest
 
@@ -53,3 +53,14 @@ def test_a_schedule_keeps_its_odd_queue_but_gets_no_new_one():
     errors = PeriodicTaskForm({"queue": "new/queue"}).errors
     assert "letters a-z, digits" in " ".join(errors["queue"])
     assert "queue" not in PeriodicTaskForm({"queue": "legacy/queue"}, instance=task).errors
+
+
+@pytest.mark.parametrize("make", [_run_form, _retry_form])
+def test_json_text_areas_carry_the_limit_and_refuse_more(make, settings):
+    settings.TASKOPS_TEXT_FIELD_MAX_CHARS = 10
+    form = make("default")
+    assert {form.fields[name].widget.attrs["maxlength"] for name in ("args", "kwargs")} == {"10"}
+    long = make("default")
+    long.data = {**long.data, "args": '["' + "x" * 20 + '"]'}
+    assert not long.is_valid()
+    assert long.errors["args"] == ["Ensure this value has at most 10 characters (it has 24)."]
