@@ -62,6 +62,7 @@ MIDDLEWARE = [
     "taskops.middleware.StatementTimeoutMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "taskops.middleware.FormTooLargeMiddleware",  # reads the form just before the CSRF check
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -328,6 +329,16 @@ TASKOPS_REPORTS = env_json("TASKOPS_REPORTS", None) or {
 }
 # /metrics answers a staff login with the dashboard permission, or this bearer token.
 TASKOPS_METRICS_TOKEN = os.environ.get("TASKOPS_METRICS_TOKEN", "")
+
+# --- Input limits (docs/operations.md, "Input limits") -----------------------------------
+TASKOPS_SEARCH_MAX_CHARS = int(os.environ.get("TASKOPS_SEARCH_MAX_CHARS", "1000"))
+TASKOPS_TEXT_FIELD_MAX_CHARS = int(os.environ.get("TASKOPS_TEXT_FIELD_MAX_CHARS", "200000"))
+TASKOPS_IMPORT_MAX_FILE_BYTES = int(os.environ.get("TASKOPS_IMPORT_MAX_FILE_BYTES", str(5 * 2**20)))
+TASKOPS_IMPORT_MAX_UNPACKED_BYTES = int(os.environ.get("TASKOPS_IMPORT_MAX_UNPACKED_BYTES",
+                                                       str(20 * 2**20)))
+TASKOPS_IMPORT_MAX_ROWS = int(os.environ.get("TASKOPS_IMPORT_MAX_ROWS", "5000"))
+TASKOPS_IMPORT_MAX_COLUMNS = int(os.environ.get("TASKOPS_IMPORT_MAX_COLUMNS", "100"))
+TASKOPS_IMPORT_MAX_DEPTH = int(os.environ.get("TASKOPS_IMPORT_MAX_DEPTH", "20"))
 
 # --- Logging ----------------------------------------------------------------------------
 LOGGING = {

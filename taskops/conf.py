@@ -118,6 +118,16 @@ class ConsoleSettings:
     reports: _Setting[dict] = _Setting({})
     metrics_token: _Setting[str] = _Setting("", str)
 
+    # --- Input limits (docs/operations.md, "Input limits") ---
+    search_max_chars: _Setting[int] = _Setting(1000, int)
+    # Text areas of the console's forms (JSON arguments, headers, descriptions).
+    text_field_max_chars: _Setting[int] = _Setting(200_000, int)
+    import_max_file_bytes: _Setting[int] = _Setting(5 * 1024 * 1024, int)
+    import_max_unpacked_bytes: _Setting[int] = _Setting(20 * 1024 * 1024, int)  # XLSX contents
+    import_max_rows: _Setting[int] = _Setting(5000, int)
+    import_max_columns: _Setting[int] = _Setting(100, int)
+    import_max_depth: _Setting[int] = _Setting(20, int)
+
 
 config = ConsoleSettings()
 

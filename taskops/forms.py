@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from django import forms
+import re
 
+from django import forms
+from django.core.validators import MaxLengthValidator
+
+from taskops.conf import config
 from taskops.vocabulary import SIGNALS
 
 
@@ -46,7 +50,29 @@ class RevokeForm(ReasonForm):
     signal = forms.ChoiceField(choices=[(s, s) for s in SIGNALS], initial="SIGTERM", required=False)
 
 
-QUEUE_NAME_RE = r"^[\w.\-:@/]+$"
+# A queue the console's forms may create: plain ASCII, no "/", "%", "?", "#", spaces or accents
+# (such names reach the broker as they are, and every tool after it must cope with them).
+QUEUE_NAME_RE = r"[A-Za-z0-9_][A-Za-z0-9_.:@-]*"
+
+
+class QueueNameField(forms.CharField):
+    """A queue to send to: a new name must match QUEUE_NAME_RE; `existing` (the queue the run,
+    task or schedule already uses) is accepted as it is, however a sender spelled it."""
+
+    def __init__(self, *, existing: str = "", **kwargs) -> None:
+        kwargs.setdefault("max_length", 255)
+        kwargs.setdefault("strip", False)
+        super().__init__(**kwargs)
+        self.existing = existing
+
+    def validate(self, value: str) -> None:
+        super().validate(value)
+        if value and value != self.existing and not re.fullmatch(QUEUE_NAME_RE, value):
+            raise forms.ValidationError(
+                "A new queue name may hold only letters a-z, digits and _ . - : @ (starting with a "
+                "letter, digit or _).", code="invalid")
+
+
 TYPED_JSON_HELP = 'Dates and UUIDs keep their type written as {"__type__": "datetime", "__value__": "..."}.'
 
 
@@ -85,6 +111,20 @@ def arguments_check(task_name: str, args: list, kwargs: dict) -> None:
         ) from exc
 
 
+def textareas_limit(form: forms.Form) -> None:
+    """Give every text area of `form` (arguments, headers, descriptions) TASKOPS_TEXT_FIELD_MAX_CHARS:
+    the browser's maxlength stops typing there, and the server refuses more with a field error.
+
+    Called at the end of a form's __init__, once its fields are all there.
+    """
+    limit = config.text_field_max_chars
+    for field in form.fields.values():
+        if isinstance(field, forms.CharField) and isinstance(field.widget, forms.Textarea):
+            field.max_length = limit
+            field.widget.attrs["maxlength"] = str(limit)
+            field.validators.append(MaxLengthValidator(limit))
+
+
 def json_args_field() -> forms.CharField:
     return forms.CharField(widget=forms.Textarea(attrs={"rows": 6, "cols": 80}), initial="[]",
                            help_text=f"A JSON list. {TYPED_JSON_HELP}")
@@ -110,12 +150,14 @@ class RetryEditForm(JsonCallMixin, ReasonForm):
 
     args = json_args_field()
     kwargs = json_kwargs_field()
-    queue = forms.RegexField(regex=QUEUE_NAME_RE, max_length=255)
+    queue = QueueNameField()
     priority = forms.IntegerField(min_value=0, max_value=255, required=False)
 
     def __init__(self, *args, task_name: str, **kwargs):
         super().__init__(*args, **kwargs)
         self.task_name = task_name
+        self.fields["queue"].existing = self.initial.get("queue") or ""  # the run's own queue
+        textareas_limit(self)
 
     def clean(self):
         data = super().clean()
@@ -171,7 +213,7 @@ class TaskRunForm(JsonCallMixin, ReasonForm):
     without, the arguments are a JSON list and a JSON object.
     """
 
-    queue = forms.RegexField(regex=QUEUE_NAME_RE, max_length=255)
+    queue = QueueNameField()
     countdown = forms.FloatField(required=False, min_value=0, max_value=MAX_DELAY_SECONDS,
                                  help_text="Seconds from now (or give an ETA).")
     eta = forms.DateTimeField(required=False, label="ETA",
@@ -190,6 +232,7 @@ class TaskRunForm(JsonCallMixin, ReasonForm):
         super().__init__(*args, **kwargs)
         self.task_name = task_name
         self.parameters = parameters
+        self.fields["queue"].existing = self.initial.get("queue") or ""  # the task's routing
         if parameters is None:
             self.fields["args"] = json_args_field()
             self.fields["kwargs"] = json_kwargs_field()
@@ -199,6 +242,7 @@ class TaskRunForm(JsonCallMixin, ReasonForm):
             for parameter, name in zip(parameters, argument_fields):
                 self.fields[name] = _parameter_field(parameter)
         self.argument_names = argument_fields
+        textareas_limit(self)
         self.order_fields([*argument_fields, "queue", "countdown", "eta", "priority", "expires",
                            "time_limit", "soft_time_limit", "reason"])
 

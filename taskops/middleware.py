@@ -1,4 +1,4 @@
-"""The console's middleware: NUL characters refused, a CSP, session and statement timeouts, refusals audited."""
+"""The console's middleware: NUL characters refused, a CSP, session and statement timeouts, refusals audited, forms too large answered."""
 
 from __future__ import annotations
 
@@ -7,15 +7,21 @@ import time
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import (
+    PermissionDenied,
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from taskops.conf import config
 from taskops.db_timeout import is_statement_timeout, statement_timeout
 from taskops.services.access import request_refused_record
-from taskops.views.common import is_live
+from taskops.views.common import is_live, render_page
 
 SESSION_STARTED = "taskops.session_started"
 SESSION_SEEN = "taskops.session_seen"
@@ -132,3 +138,44 @@ class StatementTimeoutMiddleware:
             "title": "The database took too long",
             "seconds": f"{seconds:g}",
         }, status=503)
+
+
+class FormTooLargeMiddleware:
+    """A POST past DATA_UPLOAD_MAX_MEMORY_SIZE (or the field and file counts) gets a page that says
+    so and that nothing was done (413), instead of Django's bare 400.
+
+    The form is read here, just before CsrfViewMiddleware would read it (place this middleware
+    right before it); views exempt from CSRF, which may read the raw body, are left alone.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest):
+        return self.get_response(request)
+
+    def process_view(self, request: HttpRequest, view_func, view_args, view_kwargs):
+        if request.method != "POST" or getattr(view_func, "csrf_exempt", False):
+            return None
+        try:
+            request.POST  # noqa: B018 - parsing is the check
+        except (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent) as exc:
+            return form_too_large_page(request, exc)
+        return None
+
+
+def form_too_large_page(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """The page answering a form Django refused to read (413): which limit, and nothing was done."""
+    if isinstance(exc, RequestDataTooBig):
+        limit = f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE / 2**20:.1f} MB of form data"
+    elif isinstance(exc, TooManyFieldsSent):
+        limit = f"{settings.DATA_UPLOAD_MAX_NUMBER_FIELDS:,} fields"
+    else:
+        limit = f"{settings.DATA_UPLOAD_MAX_NUMBER_FILES:,} files"
+    back = request.META.get("HTTP_REFERER", "")
+    if not url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure()):
+        back = ""
+    response = render_page(request, "admin/taskops/form_too_large.html", "The form was too large",
+                           {"limit": limit, "back": back})
+    response.status_code = 413
+    return response

@@ -19,12 +19,13 @@ from django_celery_beat.models import (
 )
 
 from taskops.forms import (
-    QUEUE_NAME_RE,
     JsonCallMixin,
+    QueueNameField,
     arguments_check,
     json_args_field,
     json_kwargs_field,
     json_value,
+    textareas_limit,
 )
 from taskops.schedule_preview import CRONTAB_FIELDS, PREVIEW_COUNT, Preview, crontab_of, preview
 
@@ -182,8 +183,8 @@ class PeriodicTaskForm(JsonCallMixin, ScheduleForm):
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2, "cols": 80}))
     args = json_args_field()
     kwargs = json_kwargs_field()
-    queue = forms.RegexField(regex=QUEUE_NAME_RE, max_length=200, required=False,
-                             help_text="Empty: where the task's route sends it.")
+    queue = QueueNameField(max_length=200, required=False,
+                           help_text="Empty: where the task's route sends it.")
     exchange = forms.CharField(max_length=200, required=False, strip=True)
     routing_key = forms.CharField(max_length=200, required=False, strip=True)
     priority = forms.IntegerField(
@@ -213,6 +214,8 @@ class PeriodicTaskForm(JsonCallMixin, ScheduleForm):
         self.task_names = task_names
         self.names_complete = names_complete
         self.instance = instance
+        self.fields["queue"].existing = (instance.queue or "") if instance is not None else ""
+        textareas_limit(self)
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"]

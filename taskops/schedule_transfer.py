@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timezone as dt_timezone
 from decimal import Decimal, InvalidOperation
@@ -19,10 +20,11 @@ from import_export import resources, widgets
 from import_export.fields import Field
 from import_export.formats import base_formats
 
+from taskops.bounded_files import FileLimits, FileRefused, csv_rows, json_data, xlsx_rows, yaml_data
+from taskops.conf import config
 from taskops.schedule_definitions import SCHEDULE_KINDS, TASK_FIELDS, definition_of
+from taskops.spreadsheets import InertCSV, inert_dataset, spreadsheet_value
 
-MAX_FILE_BYTES = 5 * 1024 * 1024
-MAX_ROWS = 5000
 PAYLOAD_MAX_AGE_SECONDS = 3600
 _PAYLOAD_SALT = "taskops.schedule_import"
 
@@ -219,7 +221,7 @@ _SCHEDULE_COLUMN_SET = {c for columns in SCHEDULE_COLUMNS.values() for c in colu
 
 
 class SafeXLSX(base_formats.XLSX):
-    """XLSX where text stays text: a value starting with "=" is not turned into a live formula."""
+    """XLSX where text stays text (inert_dataset: no cell is a formula), one sheet, header frozen."""
 
     def export_data(self, dataset, **kwargs) -> bytes:
         import openpyxl
@@ -229,16 +231,13 @@ class SafeXLSX(base_formats.XLSX):
         sheet = book.active
         sheet.title = "schedules"
         sheet.append(list(dataset.headers))
-        for number, row in enumerate(dataset, start=2):
+        for number, row in enumerate(inert_dataset(dataset), start=2):
             try:
                 sheet.append(list(row))
             except IllegalCharacterError:
                 raise TransferError(
                     f"Row {number} ({_shown(row[0])}) holds control characters, which XLSX cannot "
                     "store: export as JSON instead.") from None
-            for cell in sheet[number]:
-                if cell.data_type == "f":
-                    cell.data_type = "s"
         sheet.freeze_panes = "A2"
         out = io.BytesIO()
         book.save(out)
@@ -263,7 +262,7 @@ class ReadableYAML(base_formats.YAML):
 FORMATS: dict[str, type[base_formats.Format]] = {
     "json": ReadableJSON,
     "yaml": ReadableYAML,
-    "csv": base_formats.CSV,
+    "csv": InertCSV,
     "xlsx": SafeXLSX,
 }
 FORMAT_EXTENSIONS = {"json": "json", "yaml": "yaml", "yml": "yaml", "csv": "csv", "xlsx": "xlsx"}
@@ -295,81 +294,75 @@ def format_content_type(file_format: str) -> str:
 # --- Reading a file ---------------------------------------------------------------------------
 
 
-def _structured_rows(text: str, file_format: str) -> list[dict[str, Any]]:
+def _structured_rows(text: str, file_format: str, limits: FileLimits) -> list[dict[str, Any]]:
     """JSON or YAML: a list of objects. Read here rather than by tablib, which takes every row's
     values in the order of the first row's keys (a reordered row would shift silently)."""
-    try:
-        if file_format == "yaml":
-            if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text)):
-                raise TransferError("YAML aliases (*name) are not accepted: write each value out.")
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-    except (ValueError, yaml.YAMLError, RecursionError) as exc:
-        raise TransferError(f"This is not valid {file_format.upper()}: {_first_line(exc)}") from None
+    data = yaml_data(text, limits) if file_format == "yaml" else json_data(text, limits)
     if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
         raise TransferError(
             f"The {file_format.upper()} file must hold a list of objects, one per schedule.")
     return [{str(key): value for key, value in item.items()} for item in data]
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else exc.__class__.__name__)[:200]
-
-
-def _table_rows(content: bytes, file_format: str) -> list[dict[str, Any]]:
-    """CSV or XLSX through django-import-export's formats; the first row names the columns."""
-    fmt = FORMATS[file_format]()
-    stream: bytes | str = content
+def _table_rows(content: bytes, file_format: str, limits: FileLimits) -> list[dict[str, Any]]:
+    """CSV or XLSX: the first row names the columns; cells lose the quote the export gave them."""
     if file_format == "csv":
         try:
-            stream = content.decode("utf-8-sig")
+            table = csv_rows(content.decode("utf-8-sig"), limits)
         except UnicodeDecodeError:
             raise TransferError("This CSV file is not UTF-8 text.") from None
-    try:
-        dataset = fmt.create_dataset(stream)
-    except Exception as exc:  # a foreign file: each reader fails its own way; all mean "unreadable"
-        raise TransferError(
-            f"This file cannot be read as {file_format.upper()}: {_first_line(exc)}") from None
-    headers = ["" if h is None else str(h).strip() for h in (dataset.headers or [])]
-    duplicated = sorted({h for h in headers if h and headers.count(h) > 1})
+    else:
+        table = xlsx_rows(content, limits)
+    if not table:
+        return []
+    headers = ["" if h is None else str(h).strip() for h in table[0]]
+    duplicated = sorted(h for h, count in Counter(headers).items() if h and count > 1)
     if duplicated:
         raise TransferError(f"These columns appear more than once: {', '.join(duplicated)}.")
-    return [dict(zip(headers, row)) for row in dataset]
+    return [dict(zip(headers, map(spreadsheet_value, row))) for row in table[1:]]
 
 
-def file_rows(content: bytes, file_format: str) -> list[tuple[int, dict[str, Any]]]:
+def file_rows(content: bytes, file_format: str,
+              limits: FileLimits | None = None) -> list[tuple[int, dict[str, Any]]]:
     """The rows of an uploaded file as (row number, row), blank rows left out. Raises TransferError.
 
     Row numbers are those a person sees: the spreadsheet line (the header is line 1) for CSV and
-    XLSX, the position in the list for JSON and YAML.
+    XLSX, the position in the list for JSON and YAML. The file is refused while it is read as
+    soon as it passes one of `limits` (default: the TASKOPS_IMPORT_MAX_* settings).
     """
+    limits = limits or FileLimits.from_config()
     if file_format not in FORMATS:
         raise TransferError(f"Unknown format {file_format!r}: use one of {', '.join(FORMATS)}.")
-    if len(content) > MAX_FILE_BYTES:
-        raise TransferError(f"The file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB.")
-    if file_format in ("json", "yaml"):
-        try:
-            text = content.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise TransferError(f"This {file_format.upper()} file is not UTF-8 text.") from None
-        rows = _structured_rows(text, file_format)
-    else:
-        rows = _table_rows(content, file_format)
+    if len(content) > config.import_max_file_bytes:
+        raise TransferError(f"The file is larger than {file_size_text()}.")
+    try:
+        if file_format in ("json", "yaml"):
+            try:
+                text = content.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                raise TransferError(f"This {file_format.upper()} file is not UTF-8 text.") from None
+            rows = _structured_rows(text, file_format, limits)
+        else:
+            rows = _table_rows(content, file_format, limits)
+    except FileRefused as refusal:
+        raise TransferError(str(refusal)) from None
     first = 2 if file_format in ("csv", "xlsx") else 1
     rows = [(number, row) for number, row in enumerate(rows, start=first)
             if not all(_blank(v) for v in row.values())]
     if not rows:
         raise TransferError("The file holds no schedules.")
-    if len(rows) > MAX_ROWS:
-        raise TransferError(f"The file holds {len(rows)} schedules; at most {MAX_ROWS} at once.")
     present = set().union(*(row for _, row in rows))
     if "name" not in present:
         raise TransferError("The file has no 'name' column: each schedule is known by its name.")
     if present & _SCHEDULE_COLUMN_SET and "schedule_kind" not in present:
         raise TransferError("The file has schedule columns but no 'schedule_kind' column.")
     return rows
+
+
+def file_size_text() -> str:
+    """The largest file an import reads, for people ("5 MB", "512 KB")."""
+    size = config.import_max_file_bytes
+    return f"{size / 2**20:g} MB" if size >= 2**20 else f"{size / 1024:g} KB"
 
 
 def unknown_columns(rows: list[tuple[int, dict[str, Any]]]) -> list[str]:

@@ -2,7 +2,6 @@
 
 from django.contrib import admin
 from import_export import resources
-from import_export.formats.base_formats import CSV, JSON, XLSX
 
 from taskops.admin.pages import ConsoleExportMixin, ReadOnlyConsoleAdmin
 from taskops.models import AuditEntry
@@ -29,7 +28,6 @@ class AuditEntryAdmin(ConsoleExportMixin, ReadOnlyConsoleAdmin):
     show_full_result_count = False
     readonly_fields = [f.name for f in AuditEntry._meta.fields]
     resource_classes = [AuditEntryResource]
-    formats = [CSV, XLSX, JSON]
 
     def has_export_permission(self, request) -> bool:
         return can(request.user, "audit.export")

@@ -14,10 +14,10 @@ class QueueAdmin(ConsolePageAdmin):
     def page_urls(self):
         return [
             ("", queues.queue_list, "changelist"),
-            ("<str:name>/", queues.queue_detail, "detail"),
-            ("<str:name>/pause/", queues.queue_pause, "pause"),
-            ("<str:name>/resume/", queues.queue_resume, "resume"),
-            ("<str:name>/purge/", queues.queue_purge, "purge"),
+            ("<taskops_name:name>/", queues.queue_detail, "detail"),
+            ("<taskops_name:name>/pause/", queues.queue_pause, "pause"),
+            ("<taskops_name:name>/resume/", queues.queue_resume, "resume"),
+            ("<taskops_name:name>/purge/", queues.queue_purge, "purge"),
         ]
 
 
@@ -28,11 +28,11 @@ class WorkerAdmin(ConsolePageAdmin):
     def page_urls(self):
         return [
             ("", workers.worker_list, "changelist"),
-            ("<str:name>/", workers.worker_detail, "detail"),
-            ("<str:name>/pool/", workers.worker_pool, "pool"),
-            ("<str:name>/autoscale/", workers.worker_autoscale, "autoscale"),
-            ("<str:name>/rate-limit/", workers.worker_rate_limit, "rate_limit"),
-            ("<str:name>/shutdown/", workers.worker_shutdown, "shutdown"),
+            ("<taskops_name:name>/", workers.worker_detail, "detail"),
+            ("<taskops_name:name>/pool/", workers.worker_pool, "pool"),
+            ("<taskops_name:name>/autoscale/", workers.worker_autoscale, "autoscale"),
+            ("<taskops_name:name>/rate-limit/", workers.worker_rate_limit, "rate_limit"),
+            ("<taskops_name:name>/shutdown/", workers.worker_shutdown, "shutdown"),
         ]
 
 
@@ -44,8 +44,8 @@ class TaskAdmin(ConsolePageAdmin):
 
     def page_urls(self):
         return [
-            ("revoke/", tasks.task_revoke, "revoke"),  # first, so it wins over "<str:name>/"
+            ("revoke/", tasks.task_revoke, "revoke"),  # first, so it wins over "<name>/"
             ("", catalog.task_catalog, "changelist"),
-            ("<str:name>/", catalog.task_detail, "detail"),
-            ("<str:name>/run/", catalog.task_run, "run"),
+            ("<taskops_name:name>/", catalog.task_detail, "detail"),
+            ("<taskops_name:name>/run/", catalog.task_run, "run"),
         ]

@@ -16,7 +16,7 @@ class ReportAdmin(ConsolePageAdmin):
     def page_urls(self):
         return [
             ("", reports.report_index, "changelist"),
-            ("output/<str:task_id>/", reports.report_output, "output"),
+            ("output/<taskops_name:task_id>/", reports.report_output, "output"),
             ("<slug:slug>/", reports.report_detail, "detail"),
             ("<slug:slug>/export/<str:fmt>/", reports.report_export, "export"),
         ]

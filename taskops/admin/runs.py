@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import DateFieldListFilter, SimpleListFilter, helpers
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.templatetags import admin_list
-from django.contrib.admin.views.main import ORDER_VAR, ChangeList
+from django.contrib.admin.views.main import ORDER_VAR
 from django.core.exceptions import FieldError, ValidationError
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
@@ -17,9 +17,16 @@ from django.utils import timezone
 from django.utils.html import conditional_escape, escape
 from django.utils.safestring import mark_safe
 from django.utils.http import urlencode
+from django_celery_results.admin import GroupResultAdmin as StockGroupResultAdmin
+from django_celery_results.models import GroupResult
 
 from taskops import selectors, services
-from taskops.admin.pages import ReadOnlyConsoleAdmin, ReasonActionForm
+from taskops.admin.pages import (
+    DeclaredFiltersChangeList,
+    DeclaredFiltersMixin,
+    ReadOnlyConsoleAdmin,
+    ReasonActionForm,
+)
 from taskops.conf import celery_app, config
 from taskops.models import TaskRun, WorkerSeen
 from taskops.paginators import (
@@ -108,7 +115,7 @@ class PeriodicFilter(ValueFilter):
         return list(PeriodicTask.objects.values_list("name", flat=True))
 
 
-class RunChangeList(ChangeList):
+class RunChangeList(DeclaredFiltersChangeList):
     """The admin's change list, paged by key past its first pages.
 
     In the default order (newest first) every page also links to the runs just older than its
@@ -121,17 +128,12 @@ class RunChangeList(ChangeList):
     older_url = newer_url = newest_url = jump_value = ""
     keyset = False
     jump_fields: list[tuple[str, str]] | None = None  # None: no jump (another order is chosen)
+    own_parameters = CURSOR_PARAMS
 
     def __init__(self, request, *args, **kwargs):
         super().__init__(request, *args, **kwargs)
         for name in CURSOR_PARAMS:  # not kept by the search form's hidden fields
             self.params.pop(name, None)
-
-    def get_filters_params(self, params=None):
-        lookup_params = super().get_filters_params(params)
-        for name in CURSOR_PARAMS:
-            lookup_params.pop(name, None)
-        return lookup_params
 
     def get_query_string(self, new_params=None, remove=None):
         new_params = {**{name: None for name in CURSOR_PARAMS}, **(new_params or {})}
@@ -399,9 +401,21 @@ class TaskRunAdmin(ReadOnlyConsoleAdmin):
             path("jobs/<int:job_id>/", wrap(run_views.retry_job), name="taskops_taskrun_job"),
             path("jobs/<int:job_id>/resume/", wrap(run_views.retry_job_resume),
                  name="taskops_taskrun_job_resume"),
-            path("run/<str:task_id>/", wrap(run_views.run_detail), name="taskops_taskrun_detail"),
-            path("run/<str:task_id>/retry/", wrap(run_views.run_retry), name="taskops_taskrun_retry"),
-            path("run/<str:task_id>/retry-edited/", wrap(run_views.run_retry_edited),
+            path("run/<taskops_name:task_id>/", wrap(run_views.run_detail),
+                 name="taskops_taskrun_detail"),
+            path("run/<taskops_name:task_id>/retry/", wrap(run_views.run_retry),
+                 name="taskops_taskrun_retry"),
+            path("run/<taskops_name:task_id>/retry-edited/", wrap(run_views.run_retry_edited),
                  name="taskops_taskrun_retry_edited"),
             *super().get_urls(),
         ]
+
+
+# Group results keep the stock admin of django-celery-results, reading only its declared filters.
+if admin.site.is_registered(GroupResult):
+    admin.site.unregister(GroupResult)
+
+
+@admin.register(GroupResult)
+class GroupResultAdmin(DeclaredFiltersMixin, StockGroupResultAdmin):
+    """The stock group results list; every role that reads runs sees it."""

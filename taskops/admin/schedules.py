@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from html import escape
-from urllib.parse import quote
 
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
-from django.contrib.admin.views.main import ChangeList
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -22,7 +20,12 @@ from django_celery_beat.models import (
     SolarSchedule,
 )
 
-from taskops.admin.pages import ReasonActionForm
+from taskops.admin.pages import (
+    DeclaredFiltersChangeList,
+    DeclaredFiltersMixin,
+    ReasonActionForm,
+    name_in_url,
+)
 from taskops.admin.schedule_transfer import ScheduleTransferAdminMixin
 from taskops.permissions import can
 from taskops.selectors.schedules import SCHEDULE_RELATIONS, ScheduleRow, schedule_rows
@@ -55,7 +58,7 @@ class ScheduleKindFilter(admin.SimpleListFilter):
 RUN_ID_MARK = "TASKOPS-RUN-ID"
 
 
-class ScheduleChangeList(ChangeList):
+class ScheduleChangeList(DeclaredFiltersChangeList):
     """Attaches each shown schedule's row (next fire, runs) after the page is read: one more query."""
 
     def get_results(self, request):
@@ -74,7 +77,7 @@ def _row(task: PeriodicTask) -> ScheduleRow:
 
 
 def _run_href(task: PeriodicTask, task_id: str) -> str:
-    return task.taskops_run_link.replace(RUN_ID_MARK, quote(task_id, safe=""))
+    return task.taskops_run_link.replace(RUN_ID_MARK, name_in_url(task_id))
 
 
 def _run_title(run) -> str:
@@ -93,7 +96,7 @@ def _until(at) -> str:
 
 
 @admin.register(PeriodicTask)
-class PeriodicTaskAdmin(ScheduleTransferAdminMixin, admin.ModelAdmin):
+class PeriodicTaskAdmin(DeclaredFiltersMixin, ScheduleTransferAdminMixin, admin.ModelAdmin):
     """The schedule list; add, change, delete and history are the console's own pages."""
 
     list_display = ("name", "task_column", "schedule_column", "enabled", "next_fire_column",

@@ -1,4 +1,4 @@
-"""Export of a report's runs to CSV or XLSX (tablib), recorded in the audit log as a read of data."""
+"""Export of a report's runs to CSV or XLSX (inert spreadsheet text), recorded in the audit log as a read of data."""
 
 from __future__ import annotations
 
@@ -17,14 +17,13 @@ from taskops.selectors.reports import (
     report_runs_all,
 )
 from taskops.services.base import ActionOutcome, Actor, AuditedAction
+from taskops.spreadsheets import InertCSV, InertXLSX
 
 EXPORT_MAX_ROWS = 100_000
 FORMATS = {
     "csv": "text/csv; charset=utf-8",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
-# A spreadsheet runs text that starts like a formula; such text gets a leading quote (OWASP).
-FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -35,11 +34,6 @@ class ExportFile:
     rows: int
 
 
-def spreadsheet_text(value: str) -> str:
-    """`value` as inert spreadsheet text: a leading quote when it would start a formula."""
-    return f"'{value}" if value.startswith(FORMULA_LEADS) else value
-
-
 def _local(moment: datetime | None) -> datetime | None:
     """Local wall-clock time without tz (spreadsheets have no time zones), whole seconds."""
     return timezone.localtime(moment).replace(tzinfo=None, microsecond=0) if moment else None
@@ -47,10 +41,9 @@ def _local(moment: datetime | None) -> datetime | None:
 
 def _row(run: ReportRun) -> list:
     return [
-        spreadsheet_text(run.task_id), spreadsheet_text(run.task_name), run.state,
-        _local(run.started), _local(run.finished),
+        run.task_id, run.task_name, run.state, _local(run.started), _local(run.finished),
         round(run.duration_seconds, 3) if run.duration_seconds is not None else None,
-        spreadsheet_text(run.trigger.text), spreadsheet_text(run.output_name),
+        run.trigger.text, run.output_name,
     ]
 
 
@@ -73,9 +66,9 @@ def report_export(*, actor: Actor, report: ReportDefinition, filters: RunFilters
     for run in report_runs_all(report, filters, limit=EXPORT_MAX_ROWS):
         dataset.append(_row(run))
     if fmt == "csv":
-        content = ("\ufeff" + dataset.export("csv")).encode()  # the BOM: Excel reads UTF-8
+        content = ("\ufeff" + InertCSV().export_data(dataset)).encode()  # the BOM: Excel reads UTF-8
     else:
-        content = dataset.export("xlsx")
+        content = InertXLSX().export_data(dataset)
     stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
     result = ActionOutcome(AuditEntry.Outcome.OK,
                            f"Exported {dataset.height} runs of {report.title} as {fmt.upper()}.",

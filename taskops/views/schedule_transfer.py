@@ -8,11 +8,12 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils import timezone
 
 from taskops.admin.schedule_transfer import schedule_list_url, transfer_url
+from taskops.conf import config
 from taskops.forms import ReasonForm
 from taskops.schedule_transfer import (
     FORMATS,
-    MAX_FILE_BYTES,
     TransferError,
+    file_size_text,
     format_for_file_name,
     payload_dump,
 )
@@ -29,19 +30,23 @@ FORMAT_CHOICES = [("json", "JSON"), ("yaml", "YAML"), ("csv", "CSV"), ("xlsx", "
 
 
 class ScheduleImportForm(forms.Form):
-    file = forms.FileField(help_text=f"At most {MAX_FILE_BYTES // (1024 * 1024)} MB.")
+    file = forms.FileField()
     file_format = forms.ChoiceField(
         label="Format", required=False,
         choices=[("", "from the file name"), *FORMAT_CHOICES],
     )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["file"].help_text = f"At most {file_size_text()}."
 
     def clean(self):
         data = super().clean()
         upload = data.get("file")
         if upload is None:
             return data
-        if upload.size > MAX_FILE_BYTES:
-            self.add_error("file", f"The file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB.")
+        if upload.size > config.import_max_file_bytes:
+            self.add_error("file", f"The file is larger than {file_size_text()}.")
         data["file_format"] = data.get("file_format") or format_for_file_name(upload.name or "")
         if not data["file_format"]:
             self.add_error("file_format", "Choose the format: the file name does not say it "
@@ -72,7 +77,7 @@ def schedule_import(request: HttpRequest) -> HttpResponse:
     upload = form.cleaned_data["file"]
     file_name = (upload.name or "schedules")[:200]
     try:
-        plan = preview_service(content=upload.read(MAX_FILE_BYTES + 1), file_name=file_name,
+        plan = preview_service(content=upload.read(config.import_max_file_bytes + 1), file_name=file_name,
                                file_format=form.cleaned_data["file_format"])
     except TransferError as exc:
         form.add_error("file", str(exc))

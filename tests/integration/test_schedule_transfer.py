@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import time
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -24,6 +26,7 @@ from taskops.models import AuditEntry, PendingAction, ScheduleVersion
 from taskops.schedule_definitions import definition_apply, definition_of
 from taskops.schedule_transfer import COLUMNS, TransferError
 from taskops.services.schedule_import import schedule_import_preview
+from tests.support.hostile_files import HOSTILE_FILES
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -360,3 +363,37 @@ def test_any_rows_give_a_plan_or_a_clear_error_and_write_nothing(isolated_broker
         assert not PeriodicTask.objects.exists()
 
     check()
+
+
+@pytest.mark.parametrize("label", sorted(HOSTILE_FILES))
+def test_a_file_past_a_limit_is_refused_while_it_is_read_and_nothing_is_imported(
+    label, role_client, isolated_broker
+):
+    file_format, build = HOSTILE_FILES[label]
+    content = build()
+    client = role_client("Operations")
+
+    started = time.monotonic()
+    response = _preview(client, content, f"hostile.{file_format}")
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == 200
+    assert elapsed < 5, f"{label} took {elapsed:.1f} s to refuse"
+    errors = " ".join(response.context["form"].errors["file"])
+    assert re.search(r"more than [\d,]+ (rows|columns|deep)|unpacks to [\d.]+ MB", errors), errors
+    assert "payload" not in response.context
+    assert not PeriodicTask.objects.exists()
+
+
+def test_the_import_limits_are_settings(role_client, isolated_broker, settings):
+    settings.TASKOPS_IMPORT_MAX_ROWS = 2
+    settings.TASKOPS_IMPORT_MAX_FILE_BYTES = 1024
+    client = role_client("Operations")
+    rows = "name,task\na,x\nb,x\nc,x\n"
+
+    three = _preview(client, rows, "three.csv")
+    big = _preview(client, "name\n" + "x" * 2000, "big.csv")
+
+    assert "more than 2 rows" in " ".join(three.context["form"].errors["file"])
+    assert "The file is larger than 1 KB." in big.context["form"].errors["file"]
+    assert "At most 1 KB." in big.content.decode()
