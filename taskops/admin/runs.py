@@ -418,4 +418,13 @@ if admin.site.is_registered(GroupResult):
 
 @admin.register(GroupResult)
 class GroupResultAdmin(DeclaredFiltersMixin, StockGroupResultAdmin):
-    """The stock group results list; every role that reads runs sees it."""
+    """The stock group results list, read-only like the runs; every role that reads runs sees it."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -274,11 +274,11 @@ ADMIN_ACTIONS = {
     ("admin:taskops_taskrun_changelist", "retry_selected"): {"superuser", "Operations", "Support"},
     **{("admin:django_celery_beat_periodictask_changelist", action): {"superuser", "Operations"}
        for action in ("enable_selected", "disable_selected", "run_selected", "clone_selected")},
-    # The stock group results list (taskops.admin.runs keeps it, reading only declared filters).
-    ("admin:django_celery_results_groupresult_changelist", "delete_selected"): {"superuser"},
 }
 CHANGELISTS_WITHOUT_ACTIONS = ("admin:taskops_auditentry_changelist",
-                               "admin:taskops_pendingaction_changelist")
+                               "admin:taskops_pendingaction_changelist",
+                               # read-only like the runs (taskops.admin.runs)
+                               "admin:django_celery_results_groupresult_changelist")
 
 
 def _offered_actions(response) -> set[str]:
