@@ -27,7 +27,7 @@ from taskops.forms import (
     json_value,
     textareas_limit,
 )
-from taskops.schedule_preview import CRONTAB_FIELDS, PREVIEW_COUNT, Preview, crontab_of, preview
+from taskops.schedules.preview import CRONTAB_FIELDS, PREVIEW_COUNT, Preview, crontab_of, preview
 
 KIND_CHOICES = [
     ("crontab", "Crontab (minute, hour, day, month, weekday)"),
@@ -269,7 +269,7 @@ class PeriodicTaskForm(JsonCallMixin, ScheduleForm):
         return json.loads(self.data.get(self.add_prefix(name)) or ("{}" if name != "args" else "[]"))
 
     def definition(self) -> dict[str, Any]:
-        """The portable definition this form describes (see schedule_definitions)."""
+        """The portable definition this form describes (see taskops.schedules.definitions)."""
         data = self.cleaned_data
 
         def when(value):

@@ -14,7 +14,7 @@ from django_celery_results.models import TaskResult
 from taskops.conf import config
 from taskops.beat_dispatch import dispatch_read
 from taskops.models import QueueDepthSample
-from taskops.schedule_definitions import SCHEDULE_KINDS
+from taskops.schedules.definitions import SCHEDULE_KINDS
 
 DEFAULT_GRACE_SECONDS = 60.0
 

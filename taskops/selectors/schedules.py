@@ -15,8 +15,8 @@ from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
 from taskops.models import ScheduleVersion
-from taskops.schedule_definitions import definition_of, schedule_of
-from taskops.schedule_preview import FireTime, Preview, preview, schedule_zone_name
+from taskops.schedules.definitions import definition_of, schedule_of
+from taskops.schedules.preview import FireTime, Preview, preview, schedule_zone_name
 from taskops.selectors.runs import display_json
 
 STRIP_LENGTH = 12  # runs in a schedule's history strip

@@ -7,7 +7,7 @@ from taskops.services.approvals import (
 )
 from taskops.services.base import ActionOutcome, ActionRefused, Actor, AuditedAction, OutcomeNotRecorded
 from taskops.services.catalog import task_send
-from taskops.services.schedule_import import (
+from taskops.services.schedule_transfer import (
     schedule_export,
     schedule_import,
     schedule_import_preview,

@@ -7,7 +7,7 @@ from typing import Any
 from django_celery_beat.models import PeriodicTask
 
 from taskops.models import ScheduleVersion
-from taskops.schedule_definitions import definition_changes, definition_of
+from taskops.schedules.definitions import definition_changes, definition_of
 from taskops.services.base import Actor
 
 

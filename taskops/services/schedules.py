@@ -14,7 +14,7 @@ from kombu.utils.json import loads as kombu_loads
 from taskops.capture import CapturedCall
 from taskops.connection import BrokerUnavailable
 from taskops.models import AuditEntry, ScheduleVersion
-from taskops.schedule_definitions import definition_apply, definition_of
+from taskops.schedules.definitions import definition_apply, definition_of
 from taskops.selectors.schedules import SCHEDULE_RELATIONS, definition_fingerprint
 from taskops.publish import calls_publish
 from taskops.services.base import ActionOutcome, Actor, AuditedAction

@@ -10,7 +10,7 @@ from django.utils import timezone
 from taskops.admin.schedule_transfer import schedule_list_url, transfer_url
 from taskops.conf import config
 from taskops.forms import ReasonForm
-from taskops.schedule_transfer import (
+from taskops.schedules.transfer import (
     FORMATS,
     TransferError,
     file_size_text,
@@ -19,7 +19,7 @@ from taskops.schedule_transfer import (
 )
 from taskops.services import Actor
 from taskops.services.approvals import MIN_REASON_LENGTH
-from taskops.services.schedule_import import (
+from taskops.services.schedule_transfer import (
     schedule_export as export_service,
     schedule_import as import_service,
     schedule_import_preview as preview_service,

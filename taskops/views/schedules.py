@@ -12,7 +12,7 @@ from django_celery_beat.models import PeriodicTask
 
 from taskops.forms import ReasonForm
 from taskops.permissions import can
-from taskops.schedule_definitions import definition_of
+from taskops.schedules.definitions import definition_of
 from taskops.schedule_forms import PREVIEW_FIELDS, PeriodicTaskForm, SchedulePreviewForm
 from taskops.selectors import schedules as selectors
 from taskops.services import ActionRefused, Actor

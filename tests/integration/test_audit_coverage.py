@@ -68,7 +68,7 @@ def _schedule_version(cluster: Cluster) -> tuple:
     from django_celery_beat.models import PeriodicTask
 
     from taskops.models import ScheduleVersion
-    from taskops.schedule_definitions import definition_of
+    from taskops.schedules.definitions import definition_of
 
     task = PeriodicTask.objects.get(pk=_schedule(cluster)[0])
     version = ScheduleVersion.objects.create(periodic_task=task, name=task.name, actor_name="coverage",
@@ -134,7 +134,7 @@ def _schedule_form(c: Cluster, name: str) -> dict:
 def _schedule_edit(c: Cluster) -> dict:
     from django_celery_beat.models import PeriodicTask
 
-    from taskops.schedule_definitions import definition_of
+    from taskops.schedules.definitions import definition_of
     from taskops.selectors.schedules import definition_fingerprint
 
     task = PeriodicTask.objects.get(pk=c.schedule_id)
@@ -196,7 +196,7 @@ def cluster(start_worker, django_user_model, client):
     user = django_user_model.objects.create_superuser("coverage", password="x")
     client.force_login(user)
     job = RetryJob.objects.create(description="coverage", state="done", created_by=user)
-    from taskops.schedule_definitions import definition_apply
+    from taskops.schedules.definitions import definition_apply
 
     schedule = definition_apply({
         "name": "coverage schedule", "task": "demo.tasks.generate_report", "args": ["coverage"],

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django_celery_results.models import TaskResult
 
 from taskops import broker
-from taskops.schedule_definitions import definition_apply
+from taskops.schedules.definitions import definition_apply
 from taskops.selectors.beat_health import beat_health
 from tests.support.poll import poll_until
 from tests.support.tasks import unique

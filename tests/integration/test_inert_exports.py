@@ -12,7 +12,7 @@ from django.urls import reverse
 from openpyxl import load_workbook
 
 from taskops.models import AuditEntry
-from taskops.schedule_definitions import definition_apply
+from taskops.schedules.definitions import definition_apply
 from taskops.spreadsheets import FORMULA_LEADS
 from tests.integration.test_schedule_transfer import (
     EXPORT,

@@ -23,9 +23,9 @@ from django_celery_beat.models import (
 )
 
 from taskops.models import AuditEntry, PendingAction, ScheduleVersion
-from taskops.schedule_definitions import definition_apply, definition_of
-from taskops.schedule_transfer import COLUMNS, TransferError
-from taskops.services.schedule_import import schedule_import_preview
+from taskops.schedules.definitions import definition_apply, definition_of
+from taskops.schedules.transfer import COLUMNS, TransferError
+from taskops.services.schedule_transfer import schedule_import_preview
 from tests.support.hostile_files import HOSTILE_FILES
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -19,7 +19,7 @@ from django_celery_results.models import TaskResult
 
 from taskops.conf import celery_app
 from taskops.models import AuditEntry, ScheduleVersion
-from taskops.schedule_definitions import definition_of
+from taskops.schedules.definitions import definition_of
 from taskops.selectors.schedules import definition_fingerprint
 from tests.support.poll import poll_until
 from tests.support.tasks import unique

@@ -10,7 +10,7 @@ from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
 from taskops.beat_dispatch import dispatch_record
-from taskops.schedule_definitions import definition_apply
+from taskops.schedules.definitions import definition_apply
 from taskops.selectors.beat_health import beat_health
 
 pytestmark = pytest.mark.django_db

@@ -3,7 +3,7 @@
 import pytest
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-from taskops.schedule_definitions import definition_apply, definition_changes, definition_of
+from taskops.schedules.definitions import definition_apply, definition_changes, definition_of
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from taskops.schedule_forms import PeriodicTaskForm, ScheduleForm
-from taskops.schedule_preview import NeverFires, crontab_never_fires, crontab_of, preview
+from taskops.schedules.preview import NeverFires, crontab_never_fires, crontab_of, preview
 
 UTC = timezone.utc
 NEW_YORK = "America/New_York"

@@ -22,7 +22,7 @@ from import_export.formats import base_formats
 
 from taskops.bounded_files import FileLimits, FileRefused, csv_rows, json_data, xlsx_rows, yaml_data
 from taskops.conf import config
-from taskops.schedule_definitions import SCHEDULE_KINDS, TASK_FIELDS, definition_of
+from taskops.schedules.definitions import SCHEDULE_KINDS, TASK_FIELDS, definition_of
 from taskops.spreadsheets import InertCSV, inert_dataset, spreadsheet_value
 
 PAYLOAD_MAX_AGE_SECONDS = 3600

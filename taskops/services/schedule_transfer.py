@@ -12,13 +12,13 @@ from django.db import DatabaseError, transaction
 from django_celery_beat.models import PeriodicTask
 
 from taskops.models import AuditEntry, PendingAction
-from taskops.schedule_definitions import (
+from taskops.schedules.definitions import (
     SCHEDULE_KINDS,
     definition_apply,
     definition_changes,
     definition_of,
 )
-from taskops.schedule_transfer import (
+from taskops.schedules.transfer import (
     TransferError,
     file_rows,
     format_content_type,
