@@ -21,7 +21,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from taskops.conf import config
 from taskops.db_timeout import is_statement_timeout, statement_timeout
 from taskops.services.access import request_refused_record
-from taskops.views.common import is_live, render_page
+from taskops.views.common import render_page
+from taskops.web import is_live
 
 SESSION_STARTED = "taskops.session_started"
 SESSION_SEEN = "taskops.session_seen"

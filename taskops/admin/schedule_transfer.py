@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.urls import NoReverseMatch, reverse
-
-# The periodic task admin (taskops.admin.schedules) names these URLs "taskops_schedule_<suffix>".
-URL_NAME_PREFIX = "admin:taskops_schedule_"
+from taskops.views import schedule_transfer as views
 
 
 class ScheduleTransferAdminMixin:
@@ -21,26 +18,8 @@ class ScheduleTransferAdminMixin:
         ?format=json|yaml|csv|xlsx, optional repeated ?name=), "import" (GET: the upload form; POST:
         the preview, a dry run), "import_confirm" (POST: the import).
         """
-        from taskops.views import schedule_transfer as views
-
         return [
             ("export/", views.schedule_export, "export"),
             ("import/", views.schedule_import, "import"),
             ("import/confirm/", views.schedule_import_confirm, "import_confirm"),
         ]
-
-
-def transfer_url(suffix: str) -> str:
-    """The URL of an import / export page ("export", "import", ...), or "" when none is hooked in."""
-    try:
-        return reverse(URL_NAME_PREFIX + suffix)
-    except NoReverseMatch:
-        return ""
-
-
-def schedule_list_url() -> str:
-    """The schedule list (the periodic tasks admin), where an import ends."""
-    try:
-        return reverse("admin:django_celery_beat_periodictask_changelist")
-    except NoReverseMatch:
-        return reverse("admin:index")

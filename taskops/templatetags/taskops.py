@@ -6,17 +6,17 @@ from django import template
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from taskops.selectors.dashboard import dashboard_context
+from taskops.web import is_live
+
 register = template.Library()
 
 
 @register.inclusion_tag("admin/taskops/_dashboard.html", takes_context=True)
 def taskops_dashboard(context) -> dict:
     """The live dashboard for the admin index (renders nothing for users who may not see it)."""
-    from taskops.views.common import is_live
-    from taskops.views.dashboard import dashboard_context
-
     request = context["request"]
-    return {"request": request, "live_request": is_live(request), **dashboard_context(request)}
+    return {"request": request, "live_request": is_live(request), **dashboard_context(request.user)}
 
 
 @register.simple_tag

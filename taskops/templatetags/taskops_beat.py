@@ -29,7 +29,7 @@ def taskops_beat_health(health=None) -> dict:
 @register.simple_tag(takes_context=True)
 def schedule_transfer_links(context) -> dict:
     """{"export": [(label, url)], "import": url or ""}: the links this user may follow."""
-    from taskops.admin.schedule_transfer import transfer_url
+    from taskops.web import transfer_url
     from taskops.permissions import can
 
     request = context.get("request")

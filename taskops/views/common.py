@@ -14,17 +14,13 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from taskops.forms import ReasonForm
 from taskops.permissions import ACTION_PERMISSIONS, can
 from taskops.services import ActionOutcome, ActionRefused, Actor, OutcomeNotRecorded
+from taskops.web import is_live
 
 
 def require(request: HttpRequest, action: str) -> None:
     """Refuse with 403 unless the user may perform `action`."""
     if not can(request.user, action):
         raise PermissionDenied(f"You may not {action.replace('.', ' ')}.")
-
-
-def is_live(request: HttpRequest) -> bool:
-    """A background refresh by the page's poller (it gets the page without consuming messages)."""
-    return request.headers.get("X-TaskOps-Live") == "1"
 
 
 def render_page(

@@ -7,7 +7,6 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils import timezone
 
-from taskops.admin.schedule_transfer import schedule_list_url, transfer_url
 from taskops.conf import config
 from taskops.forms import ReasonForm
 from taskops.schedules.transfer import (
@@ -25,6 +24,7 @@ from taskops.services.schedule_transfer import (
     schedule_import_preview as preview_service,
 )
 from taskops.views.common import render_page, require, run_action
+from taskops.web import schedule_list_url, transfer_url
 
 FORMAT_CHOICES = [("json", "JSON"), ("yaml", "YAML"), ("csv", "CSV"), ("xlsx", "XLSX (Excel)")]
 
