@@ -76,6 +76,12 @@ class ConsoleSettings:
     require_approval: _Setting[bool] = _Setting(False, bool)
     approval_ttl_minutes: _Setting[float] = _Setting(60.0, float)
     bulk_retry_reason_threshold: _Setting[int] = _Setting(100, int)
+    # Values under keys containing one of these names (any case, separators ignored) are shown
+    # as •••• on every page, export and audit entry, and never found by search.
+    mask_keys: _Setting[list[str]] = _Setting([
+        "password", "passwd", "secret", "token", "authorization", "api_key", "apikey", "card",
+        "card_number", "cvv", "private_key", "credential",
+    ], list)
 
     @property
     def sample_period(self) -> float:
