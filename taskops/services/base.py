@@ -8,6 +8,7 @@ from django.contrib.auth.models import AnonymousUser, User
 
 from taskops import cache, control
 from taskops.connection import BrokerUnavailable
+from taskops.masking import value_mask
 from taskops.models import AuditEntry
 
 LIVE_CACHE_KEY = "taskops:cluster"
@@ -60,7 +61,7 @@ def audit_record(
         source_ip=actor.ip,
         action=action,
         target=target[:255],
-        params=params,
+        params=value_mask(params),  # kept as the console shows them: masked keys hidden
         reason=reason,
         outcome=result.outcome,
         message=result.message,

@@ -25,7 +25,9 @@ def _edit_form(detail: selectors.RunDetail, data=None) -> RetryEditForm:
         "queue": (call.routing_key if call else "") or "default",
         "priority": call.priority if call else None,
     }
-    return RetryEditForm(data, initial=initial, task_name=detail.run.task_name or "")
+    return RetryEditForm(data, initial=initial, task_name=detail.run.task_name or "",
+                         captured_args=call.args if call else None,
+                         captured_kwargs=call.kwargs if call else None)
 
 
 def _render_detail(request: HttpRequest, detail: selectors.RunDetail, form: RetryEditForm):
