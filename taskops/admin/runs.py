@@ -402,6 +402,7 @@ class TaskRunAdmin(ReadOnlyConsoleAdmin):
             path("jobs/<int:job_id>/resume/", wrap(run_views.retry_job_resume),
                  name="taskops_taskrun_job_resume"),
             path("run/<str:task_id>/", wrap(run_views.run_detail), name="taskops_taskrun_detail"),
+            path("run/<str:task_id>/reveal/", wrap(run_views.run_reveal), name="taskops_taskrun_reveal"),
             path("run/<str:task_id>/retry/", wrap(run_views.run_retry), name="taskops_taskrun_retry"),
             path("run/<str:task_id>/retry-edited/", wrap(run_views.run_retry_edited),
                  name="taskops_taskrun_retry_edited"),

@@ -47,8 +47,9 @@ def render_page(
 _ACTIONS = (
     "queue.view", "queue.pause", "queue.purge", "worker.view", "worker.control",
     "worker.shutdown", "task.revoke", "task.terminate", "task.retry", "task.view", "task.trigger",
-    "run.view", "audit.view", "audit.export", "approval.view", "schedule.view", "schedule.export",
-    "schedule.edit", "schedule.import", "schedule.run", "report.view", "report.export",
+    "run.view", "run.reveal", "audit.view", "audit.export", "approval.view", "schedule.view",
+    "schedule.export", "schedule.edit", "schedule.import", "schedule.run", "report.view",
+    "report.export",
 )
 
 

@@ -1,4 +1,4 @@
-"""Secrets stay secret: what the sender masked and values under masked keys, on every page, search, export and audit entry."""
+"""Secrets stay secret: what the sender masked and values under masked keys, on every page, search, export and audit entry, until revealed."""
 
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def test_what_the_sender_masked_is_never_shown_and_a_retry_still_sends_it(
     assert CARD not in json.dumps(entry.params) and entry.params["kwargs"] == {"note": MASK}
 
 
-def test_values_under_masked_keys_are_hidden_everywhere_and_retried_as_they_were(
+def test_values_under_masked_keys_are_hidden_everywhere_until_revealed_and_retried_as_they_were(
     role_client, start_worker, partner_down
 ):
     queue = unique("keys")
@@ -121,6 +121,7 @@ def test_values_under_masked_keys_are_hidden_everywhere_and_retried_as_they_were
     page = text(managers.get(run_url(sent.id)))
     assert not any(s in page for s in secrets)
     assert MASK in page and "eu-west-9" in page and "ann" in page
+    assert 'data-run-reveal' not in page  # no group may reveal by default
     for term in secrets:
         assert not found_by_search(managers, term, sent.id)
     for term in (account, "eu-west-9"):  # unmasked values, nested in keyword arguments too
@@ -129,6 +130,22 @@ def test_values_under_masked_keys_are_hidden_everywhere_and_retried_as_they_were
     superuser = role_client("superuser")
     metrics = text(superuser.get(reverse("taskops:metrics")))
     assert not any(s in metrics for s in (*secrets, "eu-west-9", account))  # no argument values
+
+    # Reveal: a POST with a reason, shown in that response only, audited.
+    assert 'data-run-reveal' in text(superuser.get(run_url(sent.id)))
+    reveal = reverse("admin:taskops_taskrun_reveal", args=[sent.id])
+    assert superuser.get(reveal).status_code == 405
+    refused = superuser.post(reveal, {"reason": ""})
+    assert refused.status_code == 302 and AuditEntry.objects.get(action="run.reveal").outcome == "refused"
+    revealed = superuser.post(reveal, {"reason": "customer says the password is wrong"})
+    assert revealed.status_code == 200 and "no-store" in revealed["Cache-Control"]
+    assert all(s in text(revealed) for s in secrets) and "data-run-revealed" in text(revealed)
+    assert f'name="next" value="{run_url(sent.id)}"' in text(revealed)  # its forms lead back here
+    entry = AuditEntry.objects.filter(action="run.reveal", outcome="ok").get()
+    assert (entry.target, entry.reason, entry.actor_name) == (
+        sent.id, "customer says the password is wrong", revealed.wsgi_request.user.username)
+    assert not any(s in text(superuser.get(run_url(sent.id))) for s in secrets)
+    assert role_client("Support").post(reveal, {"reason": "curious"}).status_code == 403
 
     # Retry as it was, and with one value edited: the task receives the real secrets.
     partner_down.down = False
