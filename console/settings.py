@@ -320,6 +320,9 @@ TASKOPS_APPROVAL_TTL_MINUTES = float(os.environ.get("TASKOPS_APPROVAL_TTL_MINUTE
 TASKOPS_BULK_RETRY_REASON_THRESHOLD = int(
     os.environ.get("TASKOPS_BULK_RETRY_REASON_THRESHOLD", "100")
 )
+# Values under keys containing one of these names are shown as •••• (comma-separated; unset:
+# the console's defaults, listed in docs/operations.md). Workers read it too (capture).
+TASKOPS_MASK_KEYS = env_list("TASKOPS_MASK_KEYS", []) or None
 
 # --- Reports and metrics ----------------------------------------------------------------
 # Which tasks are reports: {"title": "task name or fnmatch pattern", "title 2": [names or

@@ -13,6 +13,7 @@ import redis
 from amqp.exceptions import NotFound
 
 from taskops.connection import BROKER_ERRORS, BrokerUnavailable, broker_connection
+from taskops.masking import repr_mask, value_mask
 
 __all__ = [
     "BrokerReading",
@@ -229,18 +230,19 @@ def _waiting_message(position: int, raw: bytes | str, step: int) -> WaitingMessa
         entry = {}
     headers = entry.get("headers") or {}
     properties = entry.get("properties") or {}
+    # The sender's reprs (it may have masked them), else the body's values; masked by key.
     args, kwargs = headers.get("argsrepr"), headers.get("kwargsrepr")
     if args is None or kwargs is None:
         body_args, body_kwargs = _decode_body(entry)
-        args = repr(body_args) if args is None else args
-        kwargs = repr(body_kwargs) if kwargs is None else kwargs
+        args = repr(value_mask(body_args)) if args is None else args
+        kwargs = repr(value_mask(body_kwargs)) if kwargs is None else kwargs
     priority = properties.get("priority")
     return WaitingMessage(
         position=position,
         id=str(headers.get("id") or properties.get("correlation_id") or ""),
         task=str(headers.get("task") or ""),
-        args=str(args)[:1000],
-        kwargs=str(kwargs)[:1000],
+        args=repr_mask(str(args))[:1000],
+        kwargs=repr_mask(str(kwargs))[:1000],
         eta=str(headers.get("eta") or ""),
         expires=str(headers.get("expires") or ""),
         retries=int(headers.get("retries") or 0),

@@ -1,16 +1,22 @@
-"""Faithful call capture: the real call, recorded where the task runs, kept in TaskResult.meta."""
+"""Faithful call capture: the real call, recorded where the task runs, kept in TaskResult.meta; reprs kept masked."""
 
 from __future__ import annotations
 
 import fnmatch
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from celery.signals import task_prerun
+from celery.utils.saferepr import saferepr
+from django.db.models.signals import pre_save
+from django.dispatch import receiver
+from django_celery_results.models import TaskResult
 from kombu.utils.json import dumps, loads
 
 from taskops.conf import config
+from taskops.masking import PARTS, sender_masked, stored_repr_mask, value_mask
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +40,9 @@ class CapturedCall:
     headers: dict[str, Any] = field(default_factory=dict)
     root_id: str | None = None
     parent_id: str | None = None
+    # The parts ("args", "kwargs") whose repr the sender chose (argsrepr/kwargsrepr) to hide
+    # them; None when the capture predates this record (see selectors.runs).
+    sender_masked: frozenset[str] | None = None
 
     @property
     def retry_of(self) -> str | None:
@@ -52,7 +61,48 @@ def _excluded(task_name: str) -> bool:
     return any(fnmatch.fnmatchcase(task_name, pattern) for pattern in patterns)
 
 
-def call_record(task, args, kwargs) -> dict:
+def _repr_limits(task) -> dict[str, tuple[int, int]]:
+    """Per part, the size and depth Celery cuts its argument reprs at (as the sender did)."""
+    app = task.app
+    maxlevels = getattr(app.conf, "task_repr_maxlevels", 3)
+    return {"args": (app.amqp.argsrepr_maxsize, maxlevels),
+            "kwargs": (app.amqp.kwargsrepr_maxsize, maxlevels)}
+
+
+def _sender_masked_parts(task, values: dict[str, Any]) -> list[str]:
+    """The parts ("args", "kwargs") whose repr from the sender hides more than masking by key."""
+    limits = _repr_limits(task)
+    return [part for part, value in values.items()
+            if sender_masked(getattr(task.request, f"{part}repr", None), value,
+                             maxsize=limits[part][0], maxlevels=limits[part][1])]
+
+
+def _reprs_mask(task, values: dict[str, Any], sender_masked_parts: list[str]) -> None:
+    """Give the run the reprs the console shows: the sender's where it masked a part, elsewhere
+    Celery's repr of the values masked by key (exact, where masking a repr's text must sometimes
+    hide it whole).
+
+    django-celery-results stores `request.argsrepr`/`kwargsrepr` as the run's task_args and
+    task_kwargs, which pages show and search reads. A retry Celery sends itself (autoretry,
+    `self.retry()`) makes its reprs again from the real values but carries `request.headers`,
+    whose reprs win: so they go there too, and the retry shows what this run shows.
+    """
+    limits = _repr_limits(task)
+    headers = dict(task.request.headers or {})
+    for part, value in values.items():
+        name = f"{part}repr"
+        shown = getattr(task.request, name, None)
+        if shown is None:
+            continue
+        if part not in sender_masked_parts:
+            maxsize, maxlevels = limits[part]
+            shown = saferepr(value_mask(value), maxsize, maxlevels=maxlevels)
+            setattr(task.request, name, shown)
+        headers[name] = shown
+    task.request.headers = headers
+
+
+def call_record(task, args, kwargs, sender_masked_parts: Iterable[str] = ()) -> dict:
     """The capture of the call `task` is about to run, as stored in TaskResult.meta."""
     request = task.request
     delivery = getattr(request, "delivery_info", None) or {}
@@ -70,6 +120,7 @@ def call_record(task, args, kwargs) -> dict:
         "headers": {RETRY_OF_HEADER: getattr(request, RETRY_OF_HEADER, None)},
         "root_id": getattr(request, "root_id", None),
         "parent_id": getattr(request, "parent_id", None),
+        "sender_masked": list(sender_masked_parts),
     }
     limit = config.capture_max_bytes
     size = len(dumps(call))
@@ -81,15 +132,34 @@ def call_record(task, args, kwargs) -> dict:
 
 @task_prerun.connect
 def call_capture(sender=None, task_id=None, task=None, args=None, kwargs=None, **_) -> None:
-    """Before a task runs, put its real call into request.meta (django-celery-results stores it)."""
+    """Before a task runs, put its real call into request.meta (django-celery-results stores it),
+    with which parts the sender masked, and mask the reprs the results table will keep."""
     if task is None or _excluded(task.name):
         return
     try:
+        values = {"args": list(args or ()), "kwargs": dict(kwargs or {})}
+        masked_parts = _sender_masked_parts(task, values)
         meta = dict(getattr(task.request, "meta", None) or {})
-        meta[CALL_KEY] = call_record(task, args, kwargs)
+        meta[CALL_KEY] = call_record(task, args, kwargs, masked_parts)
         task.request.meta = meta
+        _reprs_mask(task, values, masked_parts)
     except Exception:  # never let the console break a task
         log.exception("TaskOps: could not capture the call of %s[%s]", task.name, task_id)
+
+
+@receiver(pre_save, sender=TaskResult)  # every write of a run: from a worker or the console
+def stored_reprs_mask(sender=None, instance=None, **_) -> None:
+    """Keep a run's argument reprs (task_args/task_kwargs: shown, exported, searched) masked by key.
+
+    Covers the writes no capture sees: a run revoked before it started, a worker lost or a
+    time limit hit (Celery stores the message's reprs), a run sent with arguments by the console.
+    """
+    try:
+        instance.task_args = stored_repr_mask(instance.task_args)
+        instance.task_kwargs = stored_repr_mask(instance.task_kwargs)
+    except Exception:  # never let the console break a results write; never store it unmasked
+        log.exception("TaskOps: could not mask the argument reprs of %s", instance.task_id)
+        instance.task_args = instance.task_kwargs = None
 
 
 def call_from_meta(meta: str | dict | None) -> CapturedCall | NoCapture:
@@ -121,4 +191,6 @@ def call_from_meta(meta: str | dict | None) -> CapturedCall | NoCapture:
         headers={k: v for k, v in (call.get("headers") or {}).items() if v is not None},
         root_id=call.get("root_id"),
         parent_id=call.get("parent_id"),
+        sender_masked=(frozenset(p for p in call["sender_masked"] if p in PARTS)
+                       if isinstance(call.get("sender_masked"), list) else None),
     )

@@ -109,6 +109,13 @@ class ConsoleSettings:
     # The Content-Security-Policy header of every response (ContentSecurityPolicyMiddleware).
     content_security_policy: _Setting[str] = _Setting(CONTENT_SECURITY_POLICY, str)
 
+    # Values under keys containing one of these names (any case, separators ignored) are shown
+    # as •••• on every page, export and audit entry, and never found by search.
+    mask_keys: _Setting[list[str]] = _Setting([
+        "password", "passwd", "secret", "token", "authorization", "api_key", "apikey", "card",
+        "card_number", "cvv", "private_key", "credential",
+    ], list)
+
     @property
     def sample_period(self) -> float:
         """Seconds between two samples when reading their history (the default while sampling is off)."""

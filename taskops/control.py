@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import reprlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from celery.app.control import Control, flatten_reply
 
 from taskops.conf import celery_app, config
 from taskops.connection import BrokerUnavailable, broker_connection
+from taskops.masking import repr_mask
 
 __all__ = [
     "BrokerUnavailable",
@@ -37,12 +37,6 @@ __all__ = [
     "worker_snapshots",
     "worker_stats",
 ]
-
-_repr = reprlib.Repr()
-_repr.maxstring = 200
-_repr.maxother = 200
-_repr.maxlist = _repr.maxtuple = _repr.maxdict = 20
-
 
 @dataclass(frozen=True)
 class WorkerPing:
@@ -345,14 +339,22 @@ def worker_stats(
     return {name: _stats_from_reply(name, reply) for name, reply in sorted(replies.items())}
 
 
+# What a reserved or scheduled task shows for its arguments: a worker answers with their real
+# values there, never the sender's reprs, so what the sender masked cannot be told.
+ARGUMENTS_NOT_SHOWN = "(arguments not shown: a worker reports waiting tasks' real values)"
+
+
 def _task_info(worker: str, data: dict, *, eta: str = "", priority: int | None = None) -> TaskInfo:
     delivery = data.get("delivery_info") or {}
     started = data.get("time_start")
+    # Active tasks are asked with safe=True: their args are the sender's reprs (text).
+    args, kwargs = data.get("args"), data.get("kwargs")
+    reprs = isinstance(args, str) and isinstance(kwargs, str)
     return TaskInfo(
         id=str(data.get("id") or ""),
         name=str(data.get("name") or data.get("type") or ""),
-        args=_repr.repr(data.get("args")),
-        kwargs=_repr.repr(data.get("kwargs")),
+        args=repr_mask(args)[:1000] if reprs else ARGUMENTS_NOT_SHOWN,
+        kwargs=repr_mask(kwargs)[:1000] if reprs else "",
         worker=worker,
         started_at=datetime.fromtimestamp(started, tz=timezone.utc) if started else None,
         eta=eta or "",
@@ -419,7 +421,8 @@ def worker_snapshots(
         return {}
     calls: dict[str, Callable[[], dict]] = {
         "stats": lambda: _inspect("stats", destination, timeout),
-        "active": lambda: _inspect("active", destination, timeout),
+        # safe: the sender's argument reprs (it may have masked them), not the real values.
+        "active": lambda: _inspect("active", destination, timeout, safe=True),
         "active_queues": lambda: _inspect("active_queues", destination, timeout),
     }
     if detail:

@@ -8,6 +8,7 @@ from django import forms
 from django.core.validators import MaxLengthValidator
 
 from taskops.conf import config
+from taskops.masking import PlaceholderWithoutValue, placeholders_fill
 from taskops.vocabulary import SIGNALS
 
 
@@ -146,18 +147,37 @@ class JsonCallMixin:
 
 
 class RetryEditForm(JsonCallMixin, ReasonForm):
-    """A run sent again with edited arguments or routing; checked before anything is sent."""
+    """A run sent again with edited arguments or routing; checked before anything is sent.
+
+    The form shows hidden values as the •••• placeholder; one left in place stands for the
+    captured call's value at the same place (masking.placeholders_fill), so a user can fix one
+    argument without seeing the others.
+    """
 
     args = json_args_field()
     kwargs = json_kwargs_field()
     queue = QueueNameField()
     priority = forms.IntegerField(min_value=0, max_value=255, required=False)
 
-    def __init__(self, *args, task_name: str, **kwargs):
+    def __init__(self, *args, task_name: str, captured_args: list | None = None,
+                 captured_kwargs: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.task_name = task_name
         self.fields["queue"].existing = self.initial.get("queue") or ""  # the run's own queue
         textareas_limit(self)
+        self.captured = {"args": captured_args or [], "kwargs": captured_kwargs or {}}
+
+    def _filled(self, name: str, value):
+        try:
+            return placeholders_fill(value, self.captured[name], name)
+        except PlaceholderWithoutValue as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
+    def clean_args(self):
+        return self._filled("args", super().clean_args())
+
+    def clean_kwargs(self):
+        return self._filled("kwargs", super().clean_kwargs())
 
     def clean(self):
         data = super().clean()

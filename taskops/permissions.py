@@ -21,6 +21,8 @@ ACTION_PERMISSIONS: dict[str, str] = {
     "task.view": "taskops.view_task",
     "task.trigger": "taskops.trigger_task",
     "run.view": "django_celery_results.view_taskresult",
+    # Seeing the values hidden by TASKOPS_MASK_KEYS or by the sender: no group by default.
+    "run.reveal": "taskops.reveal_arguments",
     "audit.view": "taskops.view_auditentry",
     "audit.export": "taskops.export_auditentry",
     "approval.view": "taskops.view_pendingaction",

@@ -13,6 +13,7 @@ from kombu.exceptions import BatchPublishError
 from taskops.capture import RETRY_OF_HEADER, CapturedCall
 from taskops.conf import celery_app
 from taskops.connection import BrokerUnavailable, broker_connection
+from taskops.masking import arguments_shown
 
 # Messages per Redis pipeline in a publish batch.
 PUBLISH_BATCH = 1000
@@ -21,7 +22,9 @@ class Send(NamedTuple):
     """One call to send: its new task id, the call, and for a retry the run it retries.
 
     A retry also carries the original's argument reprs as the results table kept them (the
-    sender may have masked them with `argsrepr`); None computes them as Celery does.
+    sender may have masked them with `argsrepr`); None computes them as Celery does, of the
+    values as the console shows them (masked by key; whole in a part the original's sender
+    masked), so what the console sends never shows more than the console does.
     """
 
     task_id: str
@@ -30,6 +33,18 @@ class Send(NamedTuple):
     argsrepr: str | None = None
     kwargsrepr: str | None = None
 
+
+
+def _reprs(send: Send, amqp, maxlevels: int) -> dict[str, str]:
+    """The argsrepr and kwargsrepr the message carries (see Send)."""
+    call = send.call
+    args, kwargs = arguments_shown(call.args, call.kwargs, call.sender_masked or ())
+    return {
+        "argsrepr": send.argsrepr if send.argsrepr is not None else saferepr(
+            args, amqp.argsrepr_maxsize, maxlevels=maxlevels),
+        "kwargsrepr": send.kwargsrepr if send.kwargsrepr is not None else saferepr(
+            kwargs, amqp.kwargsrepr_maxsize, maxlevels=maxlevels),
+    }
 
 
 def _headers(send: Send) -> dict:
@@ -101,11 +116,7 @@ class _Sender:
             time_limit=call.time_limit, soft_time_limit=call.soft_time_limit,
             create_sent_event=self.sent_event, root_id=root_id, parent_id=parent_id,
             reply_to=self.reply_to, origin=self.origin, ignore_result=ignore_result,
-            argsrepr=send.argsrepr if send.argsrepr is not None else saferepr(
-                call.args, self.amqp.argsrepr_maxsize, maxlevels=self.maxlevels),
-            kwargsrepr=send.kwargsrepr if send.kwargsrepr is not None else saferepr(
-                call.kwargs, self.amqp.kwargsrepr_maxsize, maxlevels=self.maxlevels),
-            **options,
+            **_reprs(send, self.amqp, self.maxlevels), **options,
         )
         queue = options.get("queue")
         if queue is not None and queue.name not in self.declared:
@@ -155,6 +166,7 @@ def _send_task(app, producer, send: Send, options: dict) -> None:
         call.task, args=call.args, kwargs=call.kwargs, task_id=send.task_id,
         priority=call.priority, time_limit=call.time_limit, soft_time_limit=call.soft_time_limit,
         headers=_headers(send), producer=producer, add_to_parent=False,
+        **_reprs(send, app.amqp, app.conf.task_repr_maxlevels),
         # A queue, exchange or routing key in `options` (a schedule run as beat runs it) wins.
         **{**routed, **options},
     )

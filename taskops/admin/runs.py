@@ -403,6 +403,8 @@ class TaskRunAdmin(ReadOnlyConsoleAdmin):
                  name="taskops_taskrun_job_resume"),
             path("run/<taskops_name:task_id>/", wrap(run_views.run_detail),
                  name="taskops_taskrun_detail"),
+            path("run/<taskops_name:task_id>/reveal/", wrap(run_views.run_reveal),
+                 name="taskops_taskrun_reveal"),
             path("run/<taskops_name:task_id>/retry/", wrap(run_views.run_retry),
                  name="taskops_taskrun_retry"),
             path("run/<taskops_name:task_id>/retry-edited/", wrap(run_views.run_retry_edited),

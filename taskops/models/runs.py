@@ -9,5 +9,6 @@ class TaskRun(TaskResult):
     class Meta:
         proxy = True
         default_permissions = ("view",)
+        permissions = [("reveal_arguments", "Can reveal the masked arguments of task runs")]
         verbose_name = "task run"
         verbose_name_plural = "task runs"

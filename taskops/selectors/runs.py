@@ -1,10 +1,10 @@
-"""Reads of task runs: one run in full (call, result, traceback, links, retries) and retry jobs."""
+"""Reads of task runs: one run in full, masked unless revealed (call, result, traceback, links, retries), and retry jobs."""
 
 from __future__ import annotations
 
 import json
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from uuid import UUID
@@ -15,6 +15,8 @@ from kombu.utils.json import dumps as kombu_dumps
 from kombu.utils.json import loads as kombu_loads
 
 from taskops.capture import CapturedCall, NoCapture, call_from_meta
+from taskops.conf import celery_app
+from taskops.masking import arguments_shown, sender_masked, stored_repr, text_mask, value_mask
 from taskops.models import RetryJob, RetryJobItem, RunRetry
 
 FINISHED = ("SUCCESS", "FAILURE", "REVOKED")
@@ -91,11 +93,14 @@ class RunDetail:
     args_text: str
     kwargs_text: str
     result_text: str
+    traceback_text: str
     children: tuple[str, ...]
     retries: tuple[RetryLink, ...]
     retry_of: str | None
     edit_args: str
     edit_kwargs: str
+    hidden: bool = False  # some value is hidden unless revealed (masked by key or by the sender)
+    revealed: bool = False  # the real values are shown (a reveal, audited)
 
     @property
     def finished(self) -> bool:
@@ -137,22 +142,81 @@ def _children(meta: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
-def _result_text(run: TaskResult) -> str:
+def _result_text(run: TaskResult, revealed: bool) -> tuple[str, bool]:
+    """The result as the page shows it, and whether values in it are hidden unless revealed.
+
+    Masked by key, and read as text too: an error's message may quote the arguments.
+    """
     if run.result in (None, ""):
-        return ""
+        return "", False
     try:
-        return display_json(json.loads(run.result))
+        result = json.loads(run.result)
     except (TypeError, ValueError):
-        return str(run.result)
+        real = str(run.result)
+        masked = text_mask(real)
+    else:
+        real, masked = display_json(result), text_mask(display_json(value_mask(result)))
+    return (real if revealed else masked), masked != real
 
 
-def run_detail(task_id: str) -> RunDetail | None:
-    """Everything the run page shows, or None when no run has this id."""
+def _sender_masked_parts(call: CapturedCall, run: TaskResult) -> frozenset[str]:
+    """The parts of the call its sender masked: recorded at capture, else told from the reprs
+    the results table kept (a capture made before the record: not Celery's repr of the values)."""
+    if call.sender_masked is not None:
+        return call.sender_masked
+    amqp = celery_app().amqp
+    maxlevels = celery_app().conf.task_repr_maxlevels
+    return frozenset(
+        part for part, stored, values, maxsize in (
+            ("args", run.task_args, call.args, amqp.argsrepr_maxsize),
+            ("kwargs", run.task_kwargs, call.kwargs, amqp.kwargsrepr_maxsize))
+        if sender_masked(stored_repr(stored, masked=False), values, maxsize=maxsize,
+                         maxlevels=maxlevels)
+    )
+
+
+def _arguments_text(run: TaskResult, call: CapturedCall | None, revealed: bool) -> tuple[str, str, bool]:
+    """The args and kwargs as the page shows them, and whether values in them are hidden unless revealed.
+
+    A part the sender masked is shown as the sender's repr; the rest as the captured values,
+    masked by key. Without a capture, the reprs the results table kept (masked by key).
+    """
+    stored = (run.task_args, run.task_kwargs)
+    if call is None:
+        masked = [stored_repr(value) or "" for value in stored]
+        real = [stored_repr(value, masked=False) or "" for value in stored]
+        return (*(real if revealed else masked), masked != real)
+    shown = arguments_shown(call.args, call.kwargs, call.sender_masked or ())
+    hidden = bool(call.sender_masked) or shown != (call.args, call.kwargs)
+    if revealed:
+        return display_json(call.args), display_json(call.kwargs), hidden
+    texts = [
+        (stored_repr(kept) or "(hidden by its sender)") if part in call.sender_masked
+        else display_json(values)
+        for part, values, kept in zip(("args", "kwargs"), shown, stored)
+    ]
+    return texts[0], texts[1], hidden
+
+
+def run_detail(task_id: str, *, revealed: bool = False) -> RunDetail | None:
+    """Everything the run page shows, or None when no run has this id.
+
+    Values are masked (by key, and what the sender masked) unless `revealed`: for a reveal,
+    which the caller has allowed and audited.
+    """
     run = TaskResult.objects.filter(task_id=task_id).first()
     if run is None:
         return None
     captured = call_from_meta(run.meta)
     call = captured if isinstance(captured, CapturedCall) else None
+    if call is not None:
+        call = replace(call, sender_masked=_sender_masked_parts(call, run))
+    args_text, kwargs_text, arguments_hidden = _arguments_text(run, call, revealed)
+    result_text, result_hidden = _result_text(run, revealed)
+    traceback_masked = text_mask(run.traceback or "")
+    # The edit form shows what the page shows: •••• stands for a hidden value.
+    edit_args, edit_kwargs = (arguments_shown(call.args, call.kwargs, call.sender_masked)
+                              if call else ([], {}))
     links = list(RunRetry.objects.filter(original_task_id=task_id).select_related("requested_by"))
     states = dict(TaskResult.objects.filter(task_id__in=[r.retry_task_id for r in links])
                   .values_list("task_id", "status"))
@@ -163,9 +227,10 @@ def run_detail(task_id: str) -> RunDetail | None:
         run=run,
         call=call,
         no_capture_reason=captured.reason if isinstance(captured, NoCapture) else "",
-        args_text=display_json(call.args) if call else str(run.task_args or ""),
-        kwargs_text=display_json(call.kwargs) if call else str(run.task_kwargs or ""),
-        result_text=_result_text(run),
+        args_text=args_text,
+        kwargs_text=kwargs_text,
+        result_text=result_text,
+        traceback_text=(run.traceback or "") if revealed else traceback_masked,
         children=_children(run.meta),
         retries=tuple(
             RetryLink(r.retry_task_id, states.get(r.retry_task_id, "PENDING"), r.requested_at,
@@ -173,8 +238,10 @@ def run_detail(task_id: str) -> RunDetail | None:
             for r in links
         ),
         retry_of=retry_of,
-        edit_args=editable_json(call.args) if call else "[]",
-        edit_kwargs=editable_json(call.kwargs) if call else "{}",
+        edit_args=editable_json(edit_args),
+        edit_kwargs=editable_json(edit_kwargs),
+        hidden=arguments_hidden or result_hidden or traceback_masked != (run.traceback or ""),
+        revealed=revealed,
     )
 
 

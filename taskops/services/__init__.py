@@ -21,6 +21,7 @@ from taskops.services.schedules import (
     schedule_save,
 )
 from taskops.services.retries import task_retry, task_retry_edited
+from taskops.services.reveal import run_reveal
 from taskops.services.retry_jobs import retry_job_create, retry_job_process, retry_job_resume
 from taskops.services.live import (
     RATE_LIMIT_RE,
@@ -65,6 +66,7 @@ __all__ = [
     "schedule_run_now",
     "schedule_save",
     "retry_job_resume",
+    "run_reveal",
     "task_retry",
     "task_retry_edited",
     "task_revoke",

@@ -11,6 +11,7 @@ from django.db import DatabaseError
 from taskops import cache, control
 from taskops.client_ip import client_ip
 from taskops.connection import BrokerUnavailable
+from taskops.masking import value_mask
 from taskops.models import AuditEntry
 from taskops.permissions import action_refusal, can
 
@@ -131,7 +132,8 @@ class AuditedAction:
     def _who_what(self) -> dict:
         return {
             "actor": self.actor.db_user, "actor_name": self.actor.name, "source_ip": self.actor.ip,
-            "action": self.action, "target": self.target[:255], "params": self.params,
+            "action": self.action, "target": self.target[:255],
+            "params": value_mask(self.params),  # kept as the console shows them: masked keys hidden
             "reason": self.reason,
         }
 

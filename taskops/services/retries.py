@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 
@@ -10,23 +9,13 @@ from django_celery_results.models import TaskResult
 
 from taskops.capture import CapturedCall, NoCapture, call_from_meta
 from taskops.connection import BrokerUnavailable
+from taskops.masking import arguments_shown, stored_repr
 from taskops.models import AuditEntry, RunRetry
 from taskops.publish import Send, calls_publish
 from taskops.services.base import ActionOutcome, Actor, AuditedAction
 
 # Runs that have finished; a queued or running run is revoked, not retried.
 RETRYABLE_STATES = ("FAILURE", "REVOKED", "SUCCESS")
-
-
-def _stored_repr(value: str | None) -> str | None:
-    """The argsrepr/kwargsrepr of a run, as django-celery-results stores it (JSON text), or None."""
-    if not value:
-        return None
-    try:
-        decoded = json.loads(value)
-    except ValueError:
-        return None
-    return decoded if isinstance(decoded, str) else None
 
 
 @dataclass(frozen=True)
@@ -65,7 +54,7 @@ def retry_plans(task_ids: list[str]) -> dict[str, RetryPlan]:
         call = call_from_meta(meta)
         plans[task_id] = (
             RetryPlan(task_id, None, call.reason) if isinstance(call, NoCapture)
-            else RetryPlan(task_id, call, "", _stored_repr(task_args), _stored_repr(task_kwargs))
+            else RetryPlan(task_id, call, "", stored_repr(task_args), stored_repr(task_kwargs))
         )
     return plans
 
@@ -115,8 +104,9 @@ def task_retry_edited(
 ) -> ActionOutcome:
     """Send a run again with arguments or routing edited by the user (validated by the form)."""
     retry_id = str(uuid.uuid4())
+    args, kwargs = arguments_shown(call.args, call.kwargs, call.sender_masked or ())
     act = AuditedAction(actor, "task.retry_edited", task_id, _jsonable({
-        "task_id": task_id, "task": call.task, "args": call.args, "kwargs": call.kwargs,
+        "task_id": task_id, "task": call.task, "args": args, "kwargs": kwargs,
         "queue": call.routing_key, "priority": call.priority, "retry": retry_id}), reason)
     act.refuse_unless_allowed("task.retry", "task.trigger")
     act.intent()

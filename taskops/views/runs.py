@@ -1,10 +1,11 @@
-"""Task run pages: one run in full, its retry (as it was, or edited), and bulk retry jobs."""
+"""Task run pages: one run in full (hidden values revealed on request), its retry (as it was, or edited), bulk retry jobs."""
 
 from __future__ import annotations
 
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 
 from taskops import selectors, services
 from taskops.capture import CapturedCall
@@ -26,7 +27,9 @@ def _edit_form(detail: selectors.RunDetail, data=None) -> RetryEditForm:
         "queue": (call.routing_key if call else "") or "default",
         "priority": call.priority if call else None,
     }
-    return RetryEditForm(data, initial=initial, task_name=detail.run.task_name or "")
+    return RetryEditForm(data, initial=initial, task_name=detail.run.task_name or "",
+                         captured_args=call.args if call else None,
+                         captured_kwargs=call.kwargs if call else None)
 
 
 def _render_detail(request: HttpRequest, detail: selectors.RunDetail, form: RetryEditForm):
@@ -43,6 +46,30 @@ def run_detail(request: HttpRequest, task_id: str) -> HttpResponse:
     if detail is None:
         raise Http404(f"No run with id {task_id!r}.")
     return _render_detail(request, detail, _edit_form(detail))
+
+
+def run_reveal(request: HttpRequest, task_id: str) -> HttpResponse:
+    """POST only: the run page with its hidden values shown, in this response only, once audited."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    require(request, "run.reveal")
+    form = ReasonForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Nothing was revealed: " + " ".join(form.errors.get("reason", [])))
+        return HttpResponseRedirect(run_url(task_id))
+    try:
+        outcome = services.run_reveal(actor=Actor.from_request(request), task_id=task_id,
+                                      reason=form.cleaned_data["reason"])
+    except services.ActionRefused as refusal:
+        messages.error(request, f"Nothing was revealed: {refusal}")
+        return HttpResponseRedirect(run_url(task_id))
+    detail = selectors.run_detail(task_id, revealed=True)
+    if detail is None:
+        raise Http404(f"No run with id {task_id!r}.")
+    messages.warning(request, outcome.message)
+    response = _render_detail(request, detail, _edit_form(detail))
+    add_never_cache_headers(response)  # never kept by a browser or a proxy
+    return response
 
 
 def run_retry(request: HttpRequest, task_id: str) -> HttpResponse:

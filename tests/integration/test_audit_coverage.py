@@ -41,6 +41,7 @@ class Case:
     args: Callable[[Cluster], tuple]
     data: Callable[[Cluster], dict]
     audit_action: str
+    status: int = 302  # back to the page, the outcome in a message
 
 
 def _pending(cluster: Cluster, *, mine: bool) -> tuple:
@@ -97,6 +98,9 @@ CASES: dict[str, Case] = {
     "admin:taskops_task_revoke": Case(lambda c: (), lambda c: {"task_id": str(uuid.uuid4())},
                                       "task.revoke"),
     "admin:taskops_taskrun_retry": Case(lambda c: (c.failed_id,), lambda c: REASON, "task.retry"),
+    # The run page itself, with the hidden values shown in this response only.
+    "admin:taskops_taskrun_reveal": Case(lambda c: (c.failed_id,), lambda c: REASON, "run.reveal",
+                                         status=200),
     "admin:taskops_taskrun_retry_edited": Case(
         lambda c: (c.failed_id,),
         lambda c: {"args": json.dumps([str(uuid.uuid4()), "2026-01-01T00:00:00+00:00"]),
@@ -213,7 +217,7 @@ def test_each_mutating_action_writes_exactly_one_audit_entry_with_its_outcome(cl
 
         response = client.post(reverse(name, args=case.args(cluster)), case.data(cluster))
 
-        assert response.status_code == 302, (name, response.status_code)
+        assert response.status_code == case.status, (name, response.status_code)
         new = list(AuditEntry.objects.exclude(pk__in=before))
         assert len(new) == 1, (name, [(e.action, e.outcome, e.message) for e in new])
         entry = new[0]

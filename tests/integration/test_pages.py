@@ -67,6 +67,8 @@ POST_ACTIONS = {
     ("admin:taskops_worker_shutdown", (WORKER,)): OPS_ONLY,
     ("admin:taskops_task_revoke", ()): SUPPORT_TOO,
     ("admin:taskops_taskrun_retry", (RUN,)): SUPPORT_TOO,
+    # Revealing hidden values is no group's by default (docs/operations.md).
+    ("admin:taskops_taskrun_reveal", (RUN,)): {**OPS_ONLY, "Operations": 403},
     ("admin:taskops_taskrun_retry_edited", (RUN,)): {**SUPPORT_TOO, "superuser": 200,
                                                     "Operations": 200, "Support": 200},
     ("admin:taskops_taskrun_retry_matching", ()): SUPPORT_TOO,
