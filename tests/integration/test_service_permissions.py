@@ -72,6 +72,7 @@ MUTATING: dict[str, Callable[[Actor], object]] = {
 READING: dict[str, Callable[[Actor], object]] = {
     "schedule_export": lambda a: services.schedule_export(actor=a, file_format="json"),
     "report_export": lambda a: report_export(actor=a, report=REPORT, filters=RunFilters(), fmt="csv"),
+    "run_reveal": lambda a: services.run_reveal(actor=a, task_id="some-id", reason="customer asks"),
 }
 DECISIONS: dict[str, Callable[[Actor], object]] = {
     "approval_decide": lambda a: services.approval_decide(actor=a, approval_id=_pending().pk,
