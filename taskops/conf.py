@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, Callable, Generic, TypeVar
 
-from celery import Celery
+from celery import Celery, current_app
 from django.conf import settings as django_settings
 from django.utils.module_loading import import_string
 
@@ -150,8 +150,6 @@ def celery_app() -> Celery:
     if path:
         app = import_string(path.replace(":", "."))
     else:
-        from celery import current_app
-
         app = current_app._get_current_object()
     app.loader.import_default_modules()
     return app

@@ -39,6 +39,7 @@ def _reprs(send: Send, amqp, maxlevels: int) -> dict[str, str]:
     """The argsrepr and kwargsrepr the message carries (see Send)."""
     call = send.call
     args, kwargs = arguments_shown(call.args, call.kwargs, call.sender_masked or ())
+    args, kwargs = args or (), kwargs or {}  # as Celery's as_task_v2: no arguments reads "()"
     return {
         "argsrepr": send.argsrepr if send.argsrepr is not None else saferepr(
             args, amqp.argsrepr_maxsize, maxlevels=maxlevels),

@@ -10,6 +10,10 @@ from celery.signals import beat_init
 from django.db import close_old_connections
 
 from taskops.conf import config
+from taskops.connection import BrokerUnavailable
+from taskops.selectors import configured_queue_names
+from taskops.selectors.beat_health import beat_health_publish, beat_health_publish_period
+from taskops.services import cluster_sample
 
 log = logging.getLogger(__name__)
 
@@ -17,11 +21,6 @@ log = logging.getLogger(__name__)
 def sampler_loop(stop: threading.Event, interval: float) -> None:
     """Every `interval` seconds record queue depths and who is online; publish beat's health as
     often as it stays cheap (see beat_health_publish_period)."""
-    from taskops.connection import BrokerUnavailable
-    from taskops.selectors import configured_queue_names
-    from taskops.selectors.beat_health import beat_health_publish, beat_health_publish_period
-    from taskops.services import cluster_sample
-
     health_due = 0.0
     while not stop.is_set():
         close_old_connections()

@@ -3,14 +3,13 @@
 from celery import shared_task
 
 from taskops.conf import config
+from taskops.services.retry_jobs import RetryJobBusy, retry_job_process
 
 
 @shared_task(name="taskops.retry_job_run", bind=True, ignore_result=True, acks_late=True,
              max_retries=20)
 def retry_job_run(self, job_id: int) -> None:
     """Send the retries of a bulk retry job, chunk by chunk (resumable; sends nothing twice)."""
-    from taskops.services.retry_jobs import RetryJobBusy, retry_job_process
-
     try:
         retry_job_process(job_id, owner=self.request.id or "local")
     except RetryJobBusy as busy:

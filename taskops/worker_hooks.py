@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 
 from celery.signals import celeryd_after_setup, worker_shutdown
+from celery.worker import state
 from django.db import connections
+
+from taskops.services import worker_came_online, worker_went_offline
 
 log = logging.getLogger(__name__)
 
@@ -13,10 +16,6 @@ log = logging.getLogger(__name__)
 @celeryd_after_setup.connect
 def worker_apply_console_state(sender, instance, **kwargs) -> None:
     """Before the worker consumes anything: skip paused queues, know every kept revoke."""
-    from celery.worker import state
-
-    from taskops.services import worker_came_online
-
     queues = instance.app.amqp.queues
     consuming = sorted(queues.consume_from)
     try:
@@ -38,8 +37,6 @@ def worker_apply_console_state(sender, instance, **kwargs) -> None:
 @worker_shutdown.connect
 def worker_record_shutdown(sender, **kwargs) -> None:
     """Mark the worker offline so the console shows it as such instead of "not answering"."""
-    from taskops.services import worker_went_offline
-
     try:
         worker_went_offline(name=sender.hostname)
     except Exception:

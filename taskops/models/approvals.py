@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class PendingAction(models.Model):
@@ -46,8 +47,6 @@ class PendingAction(models.Model):
     @property
     def state_now(self) -> str:
         """The state as of now: a pending request past its expiry is expired, written or not."""
-        from django.utils import timezone
-
         if self.state == self.State.PENDING and self.expires_at <= timezone.now():
             return self.State.EXPIRED
         return self.state

@@ -10,7 +10,11 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from celery.utils.time import remaining
+from cron_descriptor import Options, get_description
 from django.utils.dateparse import parse_datetime
+from django_celery_beat.models import SOLAR_SCHEDULES, CrontabSchedule, SolarSchedule
+
+from taskops.conf import celery_app
 
 CRONTAB_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
 PREVIEW_COUNT = 10
@@ -63,8 +67,6 @@ def zone(name: str) -> ZoneInfo:
 
 def app_zone() -> tzinfo:
     """The zone beat keeps its clock in (the Celery app's timezone): intervals, solar, clocked."""
-    from taskops.conf import celery_app
-
     return celery_app().timezone
 
 
@@ -79,8 +81,6 @@ _NO_SUCH_DAY = ("It can never fire: none of its months has that day of the month
 @lru_cache(maxsize=2048)
 def _crontab(minute: str, hour: str, day_of_month: str, month_of_year: str, day_of_week: str,
              timezone_name: str):
-    from django_celery_beat.models import CrontabSchedule
-
     row = CrontabSchedule(minute=minute, hour=hour, day_of_month=day_of_month,
                           month_of_year=month_of_year, day_of_week=day_of_week,
                           timezone=zone(timezone_name))
@@ -163,8 +163,6 @@ def _stepper(schedule: dict[str, Any]):
         step = timedelta(**{period: every})
         return (lambda last: _utc(last) + step), app_zone(), None
     if kind == "solar":
-        from django_celery_beat.models import SolarSchedule
-
         try:
             solar = SolarSchedule(event=schedule.get("event"), latitude=schedule.get("latitude"),
                                   longitude=schedule.get("longitude")).schedule
@@ -330,8 +328,6 @@ def _count_text(every: int, word: str) -> str:
 
 @lru_cache(maxsize=2048)
 def _cron_description(expression: str) -> str:
-    from cron_descriptor import Options, get_description
-
     options = Options()
     options.use_24hour_time_format = True
     options.day_of_week_start_index_zero = True
@@ -351,8 +347,6 @@ def schedule_text(schedule: dict[str, Any]) -> str:
         every = int(schedule.get("every") or 0)
         return _count_text(every, _PERIOD_WORDS.get(schedule.get("period"), str(schedule.get("period"))))
     if kind == "solar":
-        from django_celery_beat.models import SOLAR_SCHEDULES
-
         event = dict(SOLAR_SCHEDULES).get(schedule.get("event"), schedule.get("event"))
         return f"at {str(event).lower()} at {schedule.get('latitude')}, {schedule.get('longitude')}"
     if kind == "clocked":

@@ -11,8 +11,9 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
-from taskops.conf import config
+from taskops import cache
 from taskops.beat_dispatch import dispatch_read
+from taskops.conf import config
 from taskops.models import QueueDepthSample
 from taskops.schedules.definitions import SCHEDULE_KINDS
 
@@ -180,8 +181,6 @@ _last_cost = {"seconds": 0.0}
 
 def beat_health_publish() -> BeatHealth:
     """Compute beat's health inside beat (its sampler thread) and share it with every viewer."""
-    from taskops import cache
-
     health = _timed_beat_health()
     period = beat_health_publish_period()
     cache.values_set({PUBLISHED_KEY: {"health": health, "interval": period}}, timeout=period * 3 + 5)
@@ -204,8 +203,6 @@ def _timed_beat_health() -> BeatHealth:
 
 def beat_health_shared() -> BeatHealth:
     """Beat's health as beat last published it, else computed by one viewer for all of them."""
-    from taskops import cache
-
     published = cache.values_get([PUBLISHED_KEY]).get(PUBLISHED_KEY)
     if isinstance(published, dict) and isinstance(published.get("health"), BeatHealth):
         health, interval = published["health"], float(published.get("interval") or 10)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.utils import timezone
+from django_celery_results.models import TaskResult
 
 from taskops import broker, cache, control
 from taskops.conf import celery_app, config
@@ -228,8 +229,6 @@ class FailureRow:
 
 def failure_recent(*, limit: int = 8) -> list[FailureRow]:
     """The newest failed runs (no count, no tracebacks loaded)."""
-    from django_celery_results.models import TaskResult
-
     rows = (
         TaskResult.objects.filter(status="FAILURE")
         .order_by("-date_done")
