@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
+from taskops.storable import value_problem
 from taskops.vocabulary import SIGNALS
 
 
@@ -53,7 +54,8 @@ TYPED_JSON_HELP = 'Dates and UUIDs keep their type written as {"__type__": "date
 def json_value(text: str, kind: type | None = None, label: str = ""):
     """Parse typed JSON (kombu's: datetimes, UUIDs and decimals keep their type).
 
-    Raises ValidationError when `text` is not JSON, or not a `kind` (described as `label`).
+    Raises ValidationError when `text` is not JSON, not a `kind` (described as `label`), or
+    holds what no database stores (NaN, Infinity, 1e999, NUL, a lone surrogate).
     """
     from kombu.utils.json import loads
 
@@ -64,6 +66,8 @@ def json_value(text: str, kind: type | None = None, label: str = ""):
         raise forms.ValidationError(f"Not valid JSON: {exc}{hint}") from exc
     if kind is not None and not isinstance(value, kind):
         raise forms.ValidationError(f"Must be a JSON {label}.")
+    if problem := value_problem(value):
+        raise forms.ValidationError(f"Not accepted: {problem}.")
     return value
 
 

@@ -12,6 +12,7 @@ from taskops import cache, control
 from taskops.connection import BrokerUnavailable
 from taskops.models import AuditEntry
 from taskops.permissions import action_refusal, can
+from taskops.storable import value_problem, value_scrubbed
 
 
 class ActionRefused(ValueError):
@@ -96,6 +97,16 @@ class AuditedAction:
         """Refuse an action that needs a typed reason and got none (or too short a one)."""
         if reason_missing(self.reason, min_length):
             self.refuse(message)
+
+    def refuse_unless_storable(self, **values: object) -> None:
+        """Refuse, before anything is sent, values no database stores as JSON and no worker should
+        get (NaN, infinity, NUL, a lone surrogate; named by keyword, e.g. args=...), the reason
+        too; the refusal's entry keeps such parts as a note."""
+        for name, value in {**values, "the reason": self.reason}.items():
+            if problem := value_problem(value, name):
+                self.params, self.reason = value_scrubbed(self.params), value_scrubbed(self.reason)
+                self.target = value_scrubbed(self.target)
+                self.refuse(f"Not sent: {problem}.")
 
     def intent(self) -> None:
         """Record that the action is about to take effect; call right before the side effect."""

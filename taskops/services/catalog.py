@@ -74,6 +74,7 @@ def task_send(
     }))
     params["task_id"] = task_id
     act = AuditedAction(actor, "task.trigger", name, params, reason)
+    act.refuse_unless_storable(args=args, kwargs=kwargs)  # first: no other refusal could keep them
     act.refuse_unless_allowed("task.trigger")
     act.intent()
     try:

@@ -118,6 +118,7 @@ def task_retry_edited(
     act = AuditedAction(actor, "task.retry_edited", task_id, _jsonable({
         "task_id": task_id, "task": call.task, "args": call.args, "kwargs": call.kwargs,
         "queue": call.routing_key, "priority": call.priority, "retry": retry_id}), reason)
+    act.refuse_unless_storable(args=call.args, kwargs=call.kwargs)  # first: no other refusal could keep them
     act.refuse_unless_allowed("task.retry", "task.trigger")
     act.intent()
     try:
