@@ -256,6 +256,11 @@ TASKOPS_APPROVAL_TTL_MINUTES = float(os.environ.get("TASKOPS_APPROVAL_TTL_MINUTE
 TASKOPS_BULK_RETRY_REASON_THRESHOLD = int(
     os.environ.get("TASKOPS_BULK_RETRY_REASON_THRESHOLD", "100")
 )
+# Tasks nobody may send or retry from the console (comma-separated fnmatch patterns), and
+# per group the only tasks its members may send ({"Support": ["demo.tasks.*"]} as JSON; a
+# group without an entry is not restricted, superusers never are).
+TASKOPS_TASK_DENY = env_list("TASKOPS_TASK_DENY", ["celery.*", "taskops.*"])
+TASKOPS_TASK_ALLOW = env_json("TASKOPS_TASK_ALLOW", None) or {}
 
 # --- Reports and metrics ----------------------------------------------------------------
 # Which tasks are reports: {"title": "task name or fnmatch pattern", "title 2": [names or

@@ -78,6 +78,11 @@ class ConsoleSettings:
     bulk_retry_reason_threshold: _Setting[int] = _Setting(100, int)
     # The most pool processes the console lets anyone give one worker (grow, autoscale max).
     worker_pool_max: _Setting[int] = _Setting(64, int)
+    # Task names (fnmatch patterns) the console never sends or retries, for anyone.
+    task_deny: _Setting[list[str]] = _Setting(["celery.*", "taskops.*"], list)
+    # {group: [patterns]}: members of a group with an entry may send only matching tasks; a
+    # group without an entry adds no restriction (superusers are never restricted).
+    task_allow: _Setting[dict[str, list[str]]] = _Setting({}, dict)
 
     @property
     def sample_period(self) -> float:

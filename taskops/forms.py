@@ -115,7 +115,7 @@ class RetryEditForm(JsonCallMixin, ReasonForm):
     args = json_args_field()
     kwargs = json_kwargs_field()
     queue = forms.RegexField(regex=QUEUE_NAME_RE, max_length=255)
-    priority = forms.IntegerField(min_value=0, max_value=255, required=False)
+    priority = forms.IntegerField(required=False, help_text="Empty: none (the broker's range applies).")
 
     def __init__(self, *args, task_name: str, **kwargs):
         super().__init__(*args, **kwargs)
@@ -181,7 +181,7 @@ class TaskRunForm(JsonCallMixin, ReasonForm):
     eta = forms.DateTimeField(required=False, label="ETA",
                               help_text="Not before this time (or a countdown).",
                               widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": 1}))
-    priority = forms.IntegerField(required=False, min_value=0, max_value=9)
+    priority = forms.IntegerField(required=False, help_text="Empty: none (the broker's range applies).")
     expires = forms.FloatField(required=False, min_value=0.001, max_value=MAX_DELAY_SECONDS,
                                help_text="Seconds: discarded if it has not started by then.")
     time_limit = forms.FloatField(required=False, min_value=0.001, max_value=MAX_TIME_LIMIT_SECONDS,

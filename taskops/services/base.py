@@ -16,7 +16,15 @@ from taskops.storable import value_problem, value_scrubbed
 
 
 class ActionRefused(ValueError):
-    """The action was not attempted: not allowed, or its input is invalid or unconfirmed (message says why)."""
+    """The action was not attempted: not allowed, or its input is invalid or unconfirmed (message says why).
+
+    `fields` says which input each part of the refusal is about ({"queue": "..."}), so a form
+    can show it beside that field; empty when the refusal is about the action as a whole.
+    """
+
+    def __init__(self, message: str, fields: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.fields = fields or {}
 
 
 class OutcomeNotRecorded(Exception):
@@ -79,10 +87,11 @@ class AuditedAction:
         self.reason = reason or ""
         self.entry_id: int | None = None
 
-    def refuse(self, message: str, detail: dict | None = None) -> NoReturn:
-        """Record the refusal and raise ActionRefused: nothing is done."""
+    def refuse(self, message: str, detail: dict | None = None, *,
+               fields: dict[str, str] | None = None) -> NoReturn:
+        """Record the refusal and raise ActionRefused (with `fields`: see there): nothing is done."""
         self.finish(ActionOutcome(AuditEntry.Outcome.REFUSED, message, detail or {}))
-        raise ActionRefused(message)
+        raise ActionRefused(message, fields)
 
     def refuse_unless_allowed(self, *actions: str) -> None:
         """Refuse unless the person acting may do every one of `actions` (the console itself may)."""

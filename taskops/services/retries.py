@@ -13,6 +13,7 @@ from taskops.connection import BrokerUnavailable
 from taskops.models import AuditEntry, RunRetry
 from taskops.publish import Send, calls_publish
 from taskops.services.base import ActionOutcome, Actor, AuditedAction
+from taskops.services.catalog import refuse_unless_sendable
 
 # Runs that have finished; a queued or running run is revoked, not retried.
 RETRYABLE_STATES = ("FAILURE", "REVOKED", "SUCCESS")
@@ -120,6 +121,7 @@ def task_retry_edited(
         "queue": call.routing_key, "priority": call.priority, "retry": retry_id}), reason)
     act.refuse_unless_storable(args=call.args, kwargs=call.kwargs)  # first: no other refusal could keep them
     act.refuse_unless_allowed("task.retry", "task.trigger")
+    refuse_unless_sendable(act, name=call.task, queue=call.routing_key, priority=call.priority)
     act.intent()
     try:
         calls_publish([(retry_id, call, task_id)])

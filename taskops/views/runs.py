@@ -69,7 +69,9 @@ def run_retry_edited(request: HttpRequest, task_id: str) -> HttpResponse:
     outcome_perform(request, lambda: services.task_retry_edited(
         actor=Actor.from_request(request), task_id=task_id, call=form.call(base),
         reason=form.cleaned_data["reason"],
-    ))
+    ), form=form)
+    if form.errors:  # refused for a part of it: shown again as typed, to be corrected
+        return _render_detail(request, detail, form)
     return HttpResponseRedirect(run_url(task_id))
 
 
