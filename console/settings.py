@@ -256,6 +256,8 @@ TASKOPS_APPROVAL_TTL_MINUTES = float(os.environ.get("TASKOPS_APPROVAL_TTL_MINUTE
 TASKOPS_BULK_RETRY_REASON_THRESHOLD = int(
     os.environ.get("TASKOPS_BULK_RETRY_REASON_THRESHOLD", "100")
 )
+# The most runs one bulk retry job may hold: more is refused (narrow the filters).
+TASKOPS_BULK_RETRY_MAX = int(os.environ.get("TASKOPS_BULK_RETRY_MAX", "100000"))
 # Tasks nobody may send or retry from the console (comma-separated fnmatch patterns), and
 # per group the only tasks its members may send ({"Support": ["demo.tasks.*"]} as JSON; a
 # group without an entry is not restricted, superusers never are).

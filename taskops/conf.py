@@ -76,6 +76,8 @@ class ConsoleSettings:
     require_approval: _Setting[bool] = _Setting(False, bool)
     approval_ttl_minutes: _Setting[float] = _Setting(60.0, float)
     bulk_retry_reason_threshold: _Setting[int] = _Setting(100, int)
+    # The most runs one bulk retry job may hold; more is refused.
+    bulk_retry_max: _Setting[int] = _Setting(100_000, int)
     # The most pool processes the console lets anyone give one worker (grow, autoscale max).
     worker_pool_max: _Setting[int] = _Setting(64, int)
     # Task names (fnmatch patterns) the console never sends or retries, for anyone.

@@ -109,17 +109,40 @@ class JsonCallMixin:
         return json_value(self.cleaned_data.get("kwargs", ""), dict, "object")
 
 
-class RetryEditForm(JsonCallMixin, ReasonForm):
-    """A run sent again with edited arguments or routing; checked before anything is sent."""
+class RetryAgainForm(ReasonForm):
+    """A retry of one run; of a run retried already only with "retry again" ticked, naming the
+    latest retry the person was shown (`again_after`)."""
+
+    again = forms.BooleanField(required=False, label="Retry again",
+                               help_text="This run was retried already: send another retry anyway.")
+    again_after = forms.CharField(required=False, max_length=255, widget=forms.HiddenInput)
+
+    @property
+    def again_after_value(self) -> str:
+        """The retry the person saw and chose to retry after ("" unless "retry again" is ticked)."""
+        data = getattr(self, "cleaned_data", {})
+        return data.get("again_after", "") if data.get("again") else ""
+
+
+class RetryEditForm(JsonCallMixin, RetryAgainForm):
+    """A run sent again with edited arguments or routing; checked before anything is sent.
+
+    `retried` (the run's latest retry, if any) shows "retry again"; the form has none otherwise.
+    """
 
     args = json_args_field()
     kwargs = json_kwargs_field()
     queue = forms.RegexField(regex=QUEUE_NAME_RE, max_length=255)
     priority = forms.IntegerField(required=False, help_text="Empty: none (the broker's range applies).")
 
-    def __init__(self, *args, task_name: str, **kwargs):
+    def __init__(self, *args, task_name: str, retried=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.task_name = task_name
+        self.order_fields(["reason", "args", "kwargs", "queue", "priority"])  # "retry again" last
+        if retried is None:
+            del self.fields["again"], self.fields["again_after"]
+        else:
+            self.fields["again_after"].initial = retried.task_id
 
     def clean(self):
         data = super().clean()
@@ -298,3 +321,15 @@ class DecisionForm(ReasonForm):
     """Approve or reject a dangerous action someone else asked for."""
 
     decision = forms.ChoiceField(choices=[("approve", "approve"), ("reject", "reject")])
+
+
+class RetryMatchingForm(ReasonForm):
+    """Retry every run matching a list's filters: what to include, and how many the person was shown."""
+
+    include_succeeded = forms.BooleanField(
+        required=False, label="Include runs that succeeded",
+        help_text="Left out unless ticked: retrying them does their work again.")
+    include_retried = forms.BooleanField(
+        required=False, label="Include runs already retried",
+        help_text="Left out unless ticked: each would be sent another time.")
+    expected = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
