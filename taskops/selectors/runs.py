@@ -261,10 +261,11 @@ class RetryPreview:
 def retry_preview(runs: QuerySet, *, cap: int) -> RetryPreview:
     """Count `runs` (the list's filtered runs) by state and task, and those retried already.
 
-    One grouped query over at most cap + 1 of them, read in the list's own order (an index range
-    scan); each is looked up in the retries by the originals' index.
+    One grouped query over at most cap + 1 of them, in no order (sorting them first cost three
+    times as much at 1M runs; past the cap only "more than cap" is said, so which ones does
+    not matter), each looked up among the retries' originals.
     """
-    matching = runs.values_list("task_id", "status", "task_name")[:cap + 1]
+    matching = runs.order_by().values_list("task_id", "status", "task_name")[:cap + 1]
     inner, params = matching.query.sql_with_params()
     retries = connections[runs.db].ops.quote_name(RunRetry._meta.db_table)
     sql = (f"SELECT status, task_name, retried, COUNT(*) FROM (SELECT m.status, m.task_name, "
