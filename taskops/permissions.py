@@ -73,10 +73,11 @@ def task_name_refusal(user: User | AnonymousUser | None, name: str) -> str:
     TASKOPS_TASK_ALLOW restricts a user only when every group they are in has an entry: they
     may then send what any of those entries matches. Superusers are never restricted by it.
     """
+    if not name:
+        return "A run without a task name cannot be sent: there is no task to send."
     denied = next((p for p in config.task_deny if fnmatch.fnmatchcase(name, p)), None)
-    if denied is not None or not name:
-        return (f"{name or 'A run without a task name'} is not sent from the console: "
-                f"{'it matches ' + repr(denied) + ' in' if denied else 'see'} TASKOPS_TASK_DENY.")
+    if denied is not None:
+        return f"{name} is not sent from the console: it matches {denied!r} in TASKOPS_TASK_DENY."
     if user is None or user.is_superuser or not user.is_authenticated:
         return ""
     allowed = config.task_allow

@@ -26,10 +26,11 @@ def person(django_user_model):
 
 
 @pytest.mark.parametrize("name", ["celery.backend_cleanup", "celery.chord_unlock",
-                                  "taskops.retry_job_run", ""])
+                                  "taskops.retry_job_run"])
 def test_the_default_deny_list_holds_for_everyone_the_console_included(name, person):
     for user in (None, person(superuser=True), person("Operations")):
         assert "TASKOPS_TASK_DENY" in task_name_refusal(user, name)
+    assert "without a task name" in task_name_refusal(None, "")
 
 
 def test_the_allow_list_restricts_only_people_whose_every_group_has_an_entry(person, settings):
