@@ -56,7 +56,7 @@ def run(args, server) -> int:
 
     from taskops.capture import CALL_KEY, CAPTURE_VERSION, call_from_meta
     from taskops.conf import celery_app
-    from taskops.models import RetryJob, RetryJobItem
+    from taskops.models import RetryJob, RetryJobItem, RunRetry
     from taskops.publish import calls_publish
     from taskops.services.retries import retry_plans
     from taskops.services.retry_jobs import retry_job_process
@@ -125,6 +125,9 @@ def run(args, server) -> int:
     publishers = min(4, os.cpu_count() or 1)
     for count in sorted({1, publishers}):
         settings.TASKOPS_RETRY_PUBLISHERS = count
+        # Each job retries runs not retried yet, as a real one does: the links of the previous
+        # job go (a run retried already would be skipped, or read as such with include_retried).
+        RunRetry.objects.all().delete()
         job = RetryJob.objects.create(description=f"bench, {count} publishers", total=args.runs)
         for start in range(0, len(ids), 5000):
             RetryJobItem.objects.bulk_create(RetryJobItem(job=job, task_id=t) for t in ids[start:start + 5000])

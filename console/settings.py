@@ -323,6 +323,13 @@ TASKOPS_BULK_RETRY_REASON_THRESHOLD = int(
 # Values under keys containing one of these names are shown as •••• (comma-separated; unset:
 # the console's defaults, listed in docs/operations.md). Workers read it too (capture).
 TASKOPS_MASK_KEYS = env_list("TASKOPS_MASK_KEYS", []) or None
+# The most runs one bulk retry job may hold: more is refused (narrow the filters).
+TASKOPS_BULK_RETRY_MAX = int(os.environ.get("TASKOPS_BULK_RETRY_MAX", "100000"))
+# Tasks nobody may send or retry from the console (comma-separated fnmatch patterns), and
+# per group the only tasks its members may send ({"Support": ["demo.tasks.*"]} as JSON; a
+# group without an entry is not restricted, superusers never are).
+TASKOPS_TASK_DENY = env_list("TASKOPS_TASK_DENY", ["celery.*", "taskops.*"])
+TASKOPS_TASK_ALLOW = env_json("TASKOPS_TASK_ALLOW", None) or {}
 
 # --- Reports and metrics ----------------------------------------------------------------
 # Which tasks are reports: {"title": "task name or fnmatch pattern", "title 2": [names or

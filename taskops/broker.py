@@ -11,13 +11,18 @@ from dataclasses import dataclass, field
 
 import redis
 from amqp.exceptions import NotFound
+from kombu.transport import virtual
 
+from taskops.conf import celery_app
 from taskops.connection import BROKER_ERRORS, BrokerUnavailable, broker_connection
 from taskops.masking import repr_mask, value_mask
 
 __all__ = [
     "BrokerReading",
     "BrokerStatus",
+    "PriorityRange",
+    "celery_own_queue",
+    "priority_range",
     "QueueDepth",
     "WaitingMessage",
     "broker_status",
@@ -31,6 +36,56 @@ __all__ = [
 _INTERNAL_EXCHANGES = {"celeryev", "celery.pidbox", "reply.celery.pidbox"}
 # Reading every in-flight message to count them per queue stops being cheap past this many.
 UNACKED_DETAIL_LIMIT = 1000
+
+
+def celery_own_queue(name: str) -> bool:
+    """True for the plumbing of Celery and kombu, never a task queue: remote control (`*.pidbox`,
+    replies included), event queues (`celeryev*`) and kombu's own keys."""
+    return (name.endswith(".pidbox") or name.startswith(("celeryev", "_kombu.")) or "\x06\x16" in name
+            or name in _INTERNAL_EXCHANGES)
+
+
+@dataclass(frozen=True)
+class PriorityRange:
+    """The message priorities a queue takes on this broker, and what they mean there."""
+
+    low: int
+    high: int
+    note: str
+
+    def refusal(self, priority: int | None) -> str:
+        """Why `priority` does not fit ("" when it does, or when none is given)."""
+        if priority is None or self.low <= priority <= self.high:
+            return ""
+        return f"Priority must be {self.low}–{self.high} here: {self.note}."
+
+
+def priority_range(queue: str) -> PriorityRange:
+    """The priorities a message to `queue` may carry, from the broker's transport (no connection).
+
+    Redis (and kombu's other virtual transports): kombu's priorities, 0–9, 0 taken first.
+    RabbitMQ: the queue's x-max-priority as the Celery configuration declares it (higher is
+    more urgent); without one, 0–255 is what AMQP carries, and the queue ignores priorities.
+    """
+    app = celery_app()
+    conn = app.connection_for_write()
+    try:
+        transport = conn.transport
+    finally:
+        conn.release()
+    if isinstance(transport, virtual.Transport):
+        channel = transport.Channel
+        return PriorityRange(channel.min_priority, channel.max_priority,
+                             f"kombu's {transport.driver_type} transport takes priorities "
+                             f"{channel.min_priority}–{channel.max_priority}, "
+                             f"{channel.min_priority} the most urgent")
+    declared = next((q.queue_arguments or {} for q in app.conf.task_queues or () if q.name == queue),
+                    {}).get("x-max-priority") or app.conf.task_queue_max_priority
+    if declared:
+        return PriorityRange(0, int(declared), f"queue {queue} is declared with x-max-priority "
+                                               f"{declared} ({declared} the most urgent)")
+    return PriorityRange(0, 255, f"AMQP carries 0–255, but queue {queue} is not declared with "
+                                 "x-max-priority in the configuration, so it may ignore priorities")
 
 
 class QueueNotPurgeable(Exception):
@@ -162,7 +217,7 @@ def _redis_seen_queues(client: redis.Redis, layout: _RedisLayout) -> list[str]:
         for member in members:
             text = member.decode() if isinstance(member, bytes) else member
             queue = text.split(layout.sep)[-1]
-            if queue and not queue.endswith(".pidbox") and not queue.startswith("celeryev"):
+            if queue and not celery_own_queue(queue):
                 names.add(queue)
     return sorted(names)
 
@@ -328,8 +383,7 @@ def queue_peek(name: str, *, limit: int = 20, timeout: float | None = None) -> l
 def _redis_own_key(channel, name: str) -> bool:
     """True when `name` is (or would purge) one of kombu's own Redis keys rather than a queue's lists."""
     own = {channel.unacked_key, channel.unacked_index_key, channel.unacked_mutex_key}
-    return (name in own or name.startswith("_kombu.") or channel.sep in name
-            or name.endswith(".pidbox") or name.startswith("celeryev"))
+    return name in own or channel.sep in name or celery_own_queue(name)
 
 
 def queue_purge(name: str, *, timeout: float | None = None) -> int:

@@ -91,8 +91,15 @@ class ConsoleSettings:
     require_approval: _Setting[bool] = _Setting(False, bool)
     approval_ttl_minutes: _Setting[float] = _Setting(60.0, float)
     bulk_retry_reason_threshold: _Setting[int] = _Setting(100, int)
+    # The most runs one bulk retry job may hold; more is refused.
+    bulk_retry_max: _Setting[int] = _Setting(100_000, int)
     # The most pool processes the console lets anyone give one worker (grow, autoscale max).
     worker_pool_max: _Setting[int] = _Setting(64, int)
+    # Task names (fnmatch patterns) the console never sends or retries, for anyone.
+    task_deny: _Setting[list[str]] = _Setting(["celery.*", "taskops.*"], list)
+    # {group: [patterns]}: members of a group with an entry may send only matching tasks; a
+    # group without an entry adds no restriction (superusers are never restricted).
+    task_allow: _Setting[dict[str, list[str]]] = _Setting({}, dict)
 
     # --- Production: proxies ---
     # Addresses or networks of the reverse proxies whose X-Forwarded-For is believed (none: REMOTE_ADDR).

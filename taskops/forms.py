@@ -9,6 +9,7 @@ from django.core.validators import MaxLengthValidator
 
 from taskops.conf import config
 from taskops.masking import PlaceholderWithoutValue, placeholders_fill
+from taskops.storable import value_problem
 from taskops.vocabulary import SIGNALS
 
 
@@ -80,7 +81,8 @@ TYPED_JSON_HELP = 'Dates and UUIDs keep their type written as {"__type__": "date
 def json_value(text: str, kind: type | None = None, label: str = ""):
     """Parse typed JSON (kombu's: datetimes, UUIDs and decimals keep their type).
 
-    Raises ValidationError when `text` is not JSON, or not a `kind` (described as `label`).
+    Raises ValidationError when `text` is not JSON, not a `kind` (described as `label`), or
+    holds what no database stores (NaN, Infinity, 1e999, NUL, a lone surrogate).
     """
     from kombu.utils.json import loads
 
@@ -91,6 +93,8 @@ def json_value(text: str, kind: type | None = None, label: str = ""):
         raise forms.ValidationError(f"Not valid JSON: {exc}{hint}") from exc
     if kind is not None and not isinstance(value, kind):
         raise forms.ValidationError(f"Must be a JSON {label}.")
+    if problem := value_problem(value):
+        raise forms.ValidationError(f"Not accepted: {problem}.")
     return value
 
 
@@ -146,26 +150,47 @@ class JsonCallMixin:
         return json_value(self.cleaned_data.get("kwargs", ""), dict, "object")
 
 
-class RetryEditForm(JsonCallMixin, ReasonForm):
+class RetryAgainForm(ReasonForm):
+    """A retry of one run; of a run retried already only with "retry again" ticked, naming the
+    latest retry the person was shown (`again_after`)."""
+
+    again = forms.BooleanField(required=False, label="Retry again",
+                               help_text="This run was retried already: send another retry anyway.")
+    again_after = forms.CharField(required=False, max_length=255, widget=forms.HiddenInput)
+
+    @property
+    def again_after_value(self) -> str:
+        """The retry the person saw and chose to retry after ("" unless "retry again" is ticked)."""
+        data = getattr(self, "cleaned_data", {})
+        return data.get("again_after", "") if data.get("again") else ""
+
+
+class RetryEditForm(JsonCallMixin, RetryAgainForm):
     """A run sent again with edited arguments or routing; checked before anything is sent.
 
     The form shows hidden values as the •••• placeholder; one left in place stands for the
     captured call's value at the same place (masking.placeholders_fill), so a user can fix one
-    argument without seeing the others.
+    argument without seeing the others. `retried` (the run's latest retry, if any) shows
+    "retry again"; the form has none otherwise.
     """
 
     args = json_args_field()
     kwargs = json_kwargs_field()
     queue = QueueNameField()
-    priority = forms.IntegerField(min_value=0, max_value=255, required=False)
+    priority = forms.IntegerField(required=False, help_text="Empty: none (the broker's range applies).")
 
     def __init__(self, *args, task_name: str, captured_args: list | None = None,
-                 captured_kwargs: dict | None = None, **kwargs):
+                 captured_kwargs: dict | None = None, retried=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.task_name = task_name
         self.fields["queue"].existing = self.initial.get("queue") or ""  # the run's own queue
         textareas_limit(self)
         self.captured = {"args": captured_args or [], "kwargs": captured_kwargs or {}}
+        self.order_fields(["reason", "args", "kwargs", "queue", "priority"])  # "retry again" last
+        if retried is None:
+            del self.fields["again"], self.fields["again_after"]
+        else:
+            self.fields["again_after"].initial = retried.task_id
 
     def _filled(self, name: str, value):
         try:
@@ -239,7 +264,7 @@ class TaskRunForm(JsonCallMixin, ReasonForm):
     eta = forms.DateTimeField(required=False, label="ETA",
                               help_text="Not before this time (or a countdown).",
                               widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": 1}))
-    priority = forms.IntegerField(required=False, min_value=0, max_value=9)
+    priority = forms.IntegerField(required=False, help_text="Empty: none (the broker's range applies).")
     expires = forms.FloatField(required=False, min_value=0.001, max_value=MAX_DELAY_SECONDS,
                                help_text="Seconds: discarded if it has not started by then.")
     time_limit = forms.FloatField(required=False, min_value=0.001, max_value=MAX_TIME_LIMIT_SECONDS,
@@ -358,3 +383,15 @@ class DecisionForm(ReasonForm):
     """Approve or reject a dangerous action someone else asked for."""
 
     decision = forms.ChoiceField(choices=[("approve", "approve"), ("reject", "reject")])
+
+
+class RetryMatchingForm(ReasonForm):
+    """Retry every run matching a list's filters: what to include, and how many the person was shown."""
+
+    include_succeeded = forms.BooleanField(
+        required=False, label="Include runs that succeeded",
+        help_text="Left out unless ticked: retrying them does their work again.")
+    include_retried = forms.BooleanField(
+        required=False, label="Include runs already retried",
+        help_text="Left out unless ticked: each would be sent another time.")
+    expected = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)

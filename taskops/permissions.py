@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+
 from django.contrib.auth.models import AnonymousUser, User
 
 from taskops.conf import config
@@ -64,3 +66,28 @@ def can(user: User | AnonymousUser, action: str) -> bool:
     if action in MUTATING_ACTIONS and read_only():
         return False
     return user.has_perm(permission)
+
+
+def task_name_refusal(user: User | AnonymousUser | None, name: str) -> str:
+    """Why `user` may not send or retry task `name` ("" when they may; None is the console itself).
+
+    TASKOPS_TASK_DENY (Celery's and the console's own tasks by default) holds for everyone.
+    TASKOPS_TASK_ALLOW restricts a user only when every group they are in has an entry: they
+    may then send what any of those entries matches. Superusers are never restricted by it.
+    """
+    if not name:
+        return "A run without a task name cannot be sent: there is no task to send."
+    denied = next((p for p in config.task_deny if fnmatch.fnmatchcase(name, p)), None)
+    if denied is not None:
+        return f"{name} is not sent from the console: it matches {denied!r} in TASKOPS_TASK_DENY."
+    if user is None or user.is_superuser or not user.is_authenticated:
+        return ""
+    allowed = config.task_allow
+    groups = list(user.groups.values_list("name", flat=True))
+    if not groups or any(group not in allowed for group in groups):
+        return ""
+    patterns = [pattern for group in groups for pattern in allowed[group]]
+    if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
+        return ""
+    return (f"Your group{'s' if len(groups) > 1 else ''} ({', '.join(sorted(groups))}) may send "
+            f"only {', '.join(patterns) or 'no task'} (TASKOPS_TASK_ALLOW): not {name}.")

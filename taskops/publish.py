@@ -18,6 +18,10 @@ from taskops.masking import arguments_shown
 # Messages per Redis pipeline in a publish batch.
 PUBLISH_BATCH = 1000
 
+class DeliveryUncertain(BrokerUnavailable):
+    """The broker failed once publishing had begun: some of the messages may have been delivered."""
+
+
 class Send(NamedTuple):
     """One call to send: its new task id, the call, and for a retry the run it retries.
 
@@ -137,24 +141,32 @@ def calls_publish(sends: Iterable[Send | tuple], *, sent_events: bool | None = N
     through `app.send_task` itself; a queue, exchange or routing_key there replaces the call's,
     as a schedule run now needs). `sent_events` None sends task-sent events as the app is
     configured; bulk jobs pass False. Raises BrokerUnavailable, also when a batch flush failed
-    (delivery of that batch is then uncertain).
+    (delivery of that batch is then uncertain); DeliveryUncertain (a BrokerUnavailable) once
+    publishing had begun, when some messages may have gone out.
     """
     sends = [s if isinstance(s, Send) else Send(*s) for s in sends]
     if not sends:
         return
     app = celery_app()
-    with broker_connection() as conn:
-        producer = app.amqp.Producer(conn, auto_declare=False)
-        sender = _Sender(app, producer, sent_events=sent_events)
-        try:
-            with producer.batch(max_size=PUBLISH_BATCH):
-                for send in sends:
-                    if not options and sender.fits(send.call):
-                        sender.publish(send)
-                    else:
-                        _send_task(app, producer, send, options)
-        except BatchPublishError as exc:
-            raise BrokerUnavailable(f"publishing failed, delivery uncertain: {exc}") from exc
+    publishing = False
+    try:
+        with broker_connection() as conn:
+            producer = app.amqp.Producer(conn, auto_declare=False)
+            sender = _Sender(app, producer, sent_events=sent_events)
+            try:
+                with producer.batch(max_size=PUBLISH_BATCH):
+                    for send in sends:
+                        publishing = True
+                        if not options and sender.fits(send.call):
+                            sender.publish(send)
+                        else:
+                            _send_task(app, producer, send, options)
+            except BatchPublishError as exc:
+                raise DeliveryUncertain(f"publishing failed, delivery uncertain: {exc}") from exc
+    except BrokerUnavailable as exc:
+        if publishing and not isinstance(exc, DeliveryUncertain):
+            raise DeliveryUncertain(f"{exc} (once publishing had begun: delivery uncertain)") from exc
+        raise
 
 
 def _send_task(app, producer, send: Send, options: dict) -> None:

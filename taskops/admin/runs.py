@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import copy
+import itertools
 
 from celery import states as celery_states
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import DateFieldListFilter, SimpleListFilter, helpers
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.templatetags import admin_list
 from django.contrib.admin.views.main import ORDER_VAR
 from django.core.exceptions import FieldError, ValidationError
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import conditional_escape, escape
@@ -28,6 +30,7 @@ from taskops.admin.pages import (
     ReasonActionForm,
 )
 from taskops.conf import celery_app, config
+from taskops.forms import RetryMatchingForm
 from taskops.models import TaskRun, WorkerSeen
 from taskops.paginators import (
     CURSOR_PARAMS,
@@ -41,7 +44,7 @@ from taskops.permissions import can
 from taskops.selectors.runs import RunQueue, run_queue_names
 from taskops.services import Actor
 from taskops.views import runs as run_views
-from taskops.views.common import outcome_perform, require
+from taskops.views.common import outcome_perform, render_page, require
 
 STATE_CLASS = {"SUCCESS": "ok", "FAILURE": "bad", "REVOKED": "bad", "RETRY": "warn", "STARTED": "warn"}
 
@@ -231,6 +234,17 @@ def _breakable(text: str | None, after: str) -> str:
     return mark_safe(f"{after}<wbr>".join(escape(part) for part in text.split(after)))
 
 
+class RetryActionForm(ReasonActionForm):
+    """The run list's action bar: a reason, and what a retry of the selection includes."""
+
+    include_retried = forms.BooleanField(required=False, label="include runs already retried")
+    include_succeeded = forms.BooleanField(required=False, label="include runs that succeeded")
+
+
+# What the retry-all-matching forms post besides the list's own filters.
+RETRY_MATCHING_FIELDS = ("csrfmiddlewaretoken", *RetryMatchingForm.base_fields, *CURSOR_PARAMS)
+
+
 @admin.register(TaskRun)
 class TaskRunAdmin(ReadOnlyConsoleAdmin):
     view_action = "run.view"
@@ -250,7 +264,7 @@ class TaskRunAdmin(ReadOnlyConsoleAdmin):
     list_per_page = 50
     ordering = ("-date_done", "-id")
     actions = ["retry_selected"]
-    action_form = ReasonActionForm
+    action_form = RetryActionForm
     change_list_template = "admin/taskops/run_list.html"
 
     def has_retry_permission(self, request) -> bool:
@@ -325,9 +339,15 @@ class TaskRunAdmin(ReadOnlyConsoleAdmin):
     @admin.action(description="Retry the selected runs (with their captured calls)",
                   permissions=["retry"])
     def retry_selected(self, request, queryset):
-        self._retry(request, queryset.values_list("task_id", flat=True), "the selected runs")
+        chosen = {name: forms.CheckboxInput().value_from_datadict(request.POST, {}, name)
+                  for name in ("include_retried", "include_succeeded")}
+        if not chosen["include_succeeded"]:
+            queryset = queryset.exclude(status="SUCCESS")
+        self._retry(request, queryset.values_list("task_id", flat=True), "the selected runs",
+                    **chosen)
 
-    def _retry(self, request, task_ids, description: str):
+    def _retry(self, request, task_ids, description: str, *, include_retried: bool = False,
+               include_succeeded: bool = False):
         """Retry now when few, else as a background job; say what happened either way."""
         limit = config.retry_inline_limit
         task_ids = task_ids.iterator(chunk_size=5000) if hasattr(task_ids, "iterator") else task_ids
@@ -338,18 +358,18 @@ class TaskRunAdmin(ReadOnlyConsoleAdmin):
                 break
         actor = Actor.from_request(request)
         reason = request.POST.get("reason", "")
+        included = {"include_retried": include_retried, "include_succeeded": include_succeeded}
         if len(first) <= limit:
             if not first:
                 messages.warning(request, "No runs match: nothing was retried.")
                 return None
             outcome_perform(request, lambda: services.task_retry(actor=actor, task_ids=first,
-                                                                 reason=reason))
+                                                                 reason=reason, **included))
             return None
-        import itertools
-
         try:
             job = services.retry_job_create(actor=actor, task_ids=itertools.chain(first, task_ids),
-                                            description=f"retry of {description}", reason=reason)
+                                            description=f"retry of {description}", reason=reason,
+                                            **included)
         except services.ActionRefused as refusal:
             messages.error(request, f"Nothing was retried: {refusal}")
             return None
@@ -361,27 +381,76 @@ class TaskRunAdmin(ReadOnlyConsoleAdmin):
                                       "background: follow it on its page.")
         return HttpResponseRedirect(reverse("admin:taskops_taskrun_job", args=[job.pk]))
 
-    def retry_matching(self, request):
-        """POST: retry every run matching the filters of the list the user was looking at."""
+    def _matching(self, request: HttpRequest, data, *, include_succeeded: bool):
+        """The list's filters in `data` (all matching runs, not one page) and their runs, in the
+        list's order; SUCCESS runs only when included. Raises what bad filters raise."""
+        listing = copy.copy(request)
+        listing.GET = data.copy()
+        for key in RETRY_MATCHING_FIELDS:
+            listing.GET.pop(key, None)
+        runs = self.get_changelist_instance(listing).get_queryset(listing)
+        return listing.GET, runs if include_succeeded else runs.exclude(status="SUCCESS")
+
+    def retry_matching_confirm(self, request: HttpRequest) -> HttpResponse:
+        """GET: what retrying every run matching the list's filters would send, by state and task
+        (one grouped query, capped at TASKOPS_BULK_RETRY_MAX); confirming it posts to retry_matching."""
+        require(request, "task.retry")
+        form = RetryMatchingForm(request.GET)
+        chosen = form.cleaned_data if form.is_valid() else {}
+        try:
+            filters, runs = self._matching(request, request.GET,
+                                           include_succeeded=chosen.get("include_succeeded", False))
+            preview = selectors.retry_preview(runs, cap=config.bulk_retry_max)
+        except (IncorrectLookupParameters, FieldError, ValidationError, ValueError) as exc:
+            messages.error(request, f"The filters could not be applied ({exc}).")
+            return HttpResponseRedirect(reverse("admin:taskops_taskrun_changelist"))
+        sending = preview.sending(chosen.get("include_retried", False))
+        return render_page(request, "admin/taskops/retry_matching_confirm.html",
+                           "Retry all matching runs", {
+                               "preview": preview, "sending": sending, "form": form,
+                               "chosen": chosen, "filters": list(filters.lists()),
+                               "filters_text": urlencode(sorted(filters.items())) or "all runs",
+                               "list_url": reverse("admin:taskops_taskrun_changelist")
+                               + (f"?{filters.urlencode()}" if filters else ""),
+                               "bulk_retry_max": config.bulk_retry_max,
+                               "bulk_reason_threshold": config.bulk_retry_reason_threshold,
+                           }, site=self.admin_site)
+
+    def retry_matching(self, request: HttpRequest) -> HttpResponse:
+        """POST from the confirmation page: retry every run matching the list's filters, unless
+        more would be sent now than the page showed (then it is shown again, nothing sent)."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         require(request, "task.retry")
-        listing = copy.copy(request)
-        listing.GET = request.POST.copy()
-        for key in ("csrfmiddlewaretoken", "reason", *CURSOR_PARAMS):  # all matching, not one page
-            listing.GET.pop(key, None)
-        back = reverse("admin:taskops_taskrun_changelist")
+        form = RetryMatchingForm(request.POST)
+        confirm = reverse("admin:taskops_taskrun_retry_matching_confirm")
+        chosen = form.cleaned_data if form.is_valid() else {}
         try:
-            changelist = self.get_changelist_instance(listing)
-            queryset = changelist.get_queryset(listing).order_by("id")
+            filters, runs = self._matching(request, request.POST,
+                                           include_succeeded=chosen.get("include_succeeded", False))
+            shown = chosen.get("expected")
+            sending = (selectors.retry_preview(runs, cap=config.bulk_retry_max)
+                       .sending(chosen.get("include_retried", False)) if shown is not None else 0)
         except (IncorrectLookupParameters, FieldError, ValidationError, ValueError) as exc:
             messages.error(request, f"Nothing was retried: the filters could not be applied ({exc}).")
-            return HttpResponseRedirect(back)
-        described = urlencode(sorted(listing.GET.items())) or "all runs"
-        response = self._retry(request, queryset.values_list("task_id", flat=True),
-                               f"runs matching {described}")
+            return HttpResponseRedirect(reverse("admin:taskops_taskrun_changelist"))
+        kept = filters.copy()  # the filters, and what was chosen to include
+        kept.update({name: "on" for name in ("include_succeeded", "include_retried") if chosen.get(name)})
+        again = HttpResponseRedirect(f"{confirm}?{kept.urlencode()}")
+        if not form.is_valid() or shown is None:
+            messages.info(request, "Nothing was retried yet: check what would be sent, then confirm.")
+            return again
+        if sending > shown:
+            messages.warning(request, f"Nothing was retried: {sending} runs would be sent now, more "
+                                      f"than the {shown} you confirmed. Check again.")
+            return again
+        described = urlencode(sorted(filters.items())) or "all runs"
+        response = self._retry(request, runs.order_by("id").values_list("task_id", flat=True),
+                               f"runs matching {described}",
+                               include_retried=chosen.get("include_retried", False),
+                               include_succeeded=chosen.get("include_succeeded", False))
         return response or HttpResponseRedirect(
-            back + (f"?{listing.GET.urlencode()}" if listing.GET else ""))
+            reverse("admin:taskops_taskrun_changelist") + (f"?{filters.urlencode()}" if filters else ""))
 
     def changelist_view(self, request, extra_context=None):
         extra = {"has_retry_permission": self.has_retry_permission(request),
@@ -398,6 +467,8 @@ class TaskRunAdmin(ReadOnlyConsoleAdmin):
         wrap = self.admin_site.admin_view
         return [
             path("retry-matching/", wrap(self.retry_matching), name="taskops_taskrun_retry_matching"),
+            path("retry-matching/confirm/", wrap(self.retry_matching_confirm),
+                 name="taskops_taskrun_retry_matching_confirm"),
             path("jobs/<int:job_id>/", wrap(run_views.retry_job), name="taskops_taskrun_job"),
             path("jobs/<int:job_id>/resume/", wrap(run_views.retry_job_resume),
                  name="taskops_taskrun_job_resume"),

@@ -7,7 +7,7 @@ from django.db import models
 class RunRetry(models.Model):
     """One retry sent by the console: which run it retried and the id of the new run."""
 
-    original_task_id = models.CharField(max_length=255, db_index=True)
+    original_task_id = models.CharField(max_length=255)  # indexed first in the constraint below
     retry_task_id = models.CharField(max_length=255, unique=True)
     task_name = models.CharField(max_length=255)
     requested_at = models.DateTimeField(auto_now_add=True)
@@ -17,9 +17,15 @@ class RunRetry(models.Model):
     job = models.ForeignKey("RetryJob", null=True, blank=True, on_delete=models.SET_NULL,
                             related_name="retries")
     edited = models.BooleanField(default=False, help_text="sent with edited arguments")
+    attempt = models.PositiveIntegerField(
+        default=1, help_text="1 for the first retry of the run, 2 for the one sent again after it, …")
 
     class Meta:
         ordering = ["-requested_at", "-id"]
+        # Written before the retry is published: two people or jobs retrying the same run at
+        # once cannot both get its next attempt, so neither sends it twice by accident.
+        constraints = [models.UniqueConstraint(fields=["original_task_id", "attempt"],
+                                               name="taskops_retry_attempt_once")]
 
     def __str__(self) -> str:
         return f"{self.original_task_id} -> {self.retry_task_id}"
@@ -44,6 +50,11 @@ class RetryJob(models.Model):
     total = models.PositiveIntegerField(default=0)
     sent = models.PositiveIntegerField(default=0)
     refused = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0, help_text="runs retried already, left out")
+    include_retried = models.BooleanField(
+        default=False, help_text="runs retried already are sent again (not skipped)")
+    include_succeeded = models.BooleanField(
+        default=False, help_text="runs that succeeded are sent too (not refused)")
     lease_owner = models.CharField(max_length=64, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -58,7 +69,7 @@ class RetryJob(models.Model):
 
     @property
     def remaining(self) -> int:
-        return max(0, self.total - self.sent - self.refused)
+        return max(0, self.total - self.sent - self.refused - self.skipped)
 
 
 class RetryJobItem(models.Model):
@@ -69,6 +80,7 @@ class RetryJobItem(models.Model):
         CLAIMED = "claimed"  # a retry id is assigned and may have been published
         SENT = "sent"
         REFUSED = "refused"
+        SKIPPED = "skipped"  # retried already (by a person, this job or another), left out
 
     job = models.ForeignKey(RetryJob, on_delete=models.CASCADE, related_name="items")
     task_id = models.CharField(max_length=255)

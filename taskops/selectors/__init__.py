@@ -24,9 +24,11 @@ from taskops.selectors.live import (
 )
 from taskops.selectors.runs import (
     RetryJobDetail,
+    RetryPreview,
     RunDetail,
     display_json,
     retry_job_detail,
+    retry_preview,
     run_detail,
     run_search_filter,
 )
@@ -51,9 +53,11 @@ __all__ = [
     "queue_detail",
     "worker_detail",
     "RetryJobDetail",
+    "RetryPreview",
     "RunDetail",
     "display_json",
     "retry_job_detail",
+    "retry_preview",
     "run_detail",
     "run_search_filter",
 ]

@@ -11,10 +11,14 @@ from django.utils import timezone
 from kombu.utils.json import dumps as kombu_dumps
 from kombu.utils.json import loads as kombu_loads
 
+from django.contrib.auth.models import AnonymousUser, User
+
 from taskops import cache, control
+from taskops.broker import priority_range
 from taskops.conf import celery_app, config
 from taskops.connection import BrokerUnavailable
-from taskops.selectors.live import cluster_reading
+from taskops.permissions import task_name_refusal
+from taskops.selectors.live import cluster_reading, queue_refusal
 
 REGISTERED_CACHE_KEY = "taskops:registered"
 # Task attributes worth knowing before sending one (shown on its page when it is local).
@@ -51,6 +55,38 @@ class WorkerRegistrations:
     broker_ok: bool = True
     banners: tuple[str, ...] = ()
     complete: bool = False  # every live worker answered: a task none lists is registered nowhere live
+
+
+@dataclass(frozen=True)
+class KnownTaskNames:
+    """The task names the console knows: its own registry's and each live worker's.
+
+    The one answer to "is this a task?" for the catalog, the run form and retry with edits.
+    """
+
+    local: frozenset[str]
+    on_workers: frozenset[str]
+    complete: bool  # every live worker answered: a name none lists is registered nowhere live
+    broker_ok: bool = True
+
+    @property
+    def names(self) -> frozenset[str]:
+        return self.local | self.on_workers
+
+    def refusal(self, name: str) -> str:
+        """Why the console cannot vouch for `name` ("" when it can).
+
+        A name a live worker registers is confirmed. While every worker answered, a name
+        registered only here is known too; while one did not (or the broker did not), only
+        what a live worker confirms is.
+        """
+        if name in self.on_workers or (self.complete and name in self.local):
+            return ""
+        if self.complete:
+            return f"No task {name!r} is registered here or on any live worker."
+        why = "the broker did not answer" if not self.broker_ok else "not every worker answered"
+        return (f"The console cannot confirm that a live worker registers {name} ({why}); while "
+                "its list of tasks is incomplete it sends only tasks a live worker confirmed.")
 
 
 @dataclass(frozen=True)
@@ -212,11 +248,41 @@ def _entry(name: str, task: Task | None, registrations: WorkerRegistrations) -> 
                         local=task is not None, workers=workers, rate_limits=rates)
 
 
+def _known(local: dict[str, Task], registrations: WorkerRegistrations) -> KnownTaskNames:
+    return KnownTaskNames(local=frozenset(local),
+                          on_workers=frozenset().union(*registrations.by_worker.values()),
+                          complete=registrations.complete, broker_ok=registrations.broker_ok)
+
+
+def known_task_names() -> KnownTaskNames:
+    """The task names registered here or on a live worker, and whether every worker answered."""
+    return _known(_local_tasks(), worker_registrations())
+
+
+def send_refusals(*, user: User | AnonymousUser | None, name: str, queue: str,
+                  priority: int | None = None) -> dict[str, str]:
+    """Why the console will not send task `name` to `queue` at `priority`, by part ("task",
+    "queue", "priority"); empty when it will. Forms show them, services refuse with them.
+
+    The task: not on the deny list, allowed for the person's groups, and one the console knows
+    (see KnownTaskNames.refusal). The queue: one the console knows, never Celery's own. The
+    priority: within what the broker takes for that queue.
+    """
+    refusals = {}
+    if task := task_name_refusal(user, name) or known_task_names().refusal(name):
+        refusals["task"] = task
+    if queue_problem := queue_refusal(queue):
+        refusals["queue"] = queue_problem
+    elif priority_problem := priority_range(queue).refusal(priority):
+        refusals["priority"] = priority_problem
+    return refusals
+
+
 def task_catalog() -> TaskCatalog:
     """Every task registered here or on a live worker, by name; banners say what could not be read."""
     local = _local_tasks()
     registrations = worker_registrations()
-    names = sorted(set(local).union(*registrations.by_worker.values()))
+    names = sorted(_known(local, registrations).names)
     return TaskCatalog(
         taken_at=timezone.now(),
         entries=tuple(_entry(name, local.get(name), registrations) for name in names),

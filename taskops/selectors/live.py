@@ -218,6 +218,17 @@ def queue_known(name: str) -> bool:
             or QueuePause.objects.filter(queue=name).exists())
 
 
+def queue_refusal(name: str) -> str:
+    """Why the console may not send to, pause or purge queue `name` ("" when it may): it must be a
+    queue the console knows, and never one of Celery's own (remote control and replies, events)."""
+    if broker.celery_own_queue(name):
+        return f"{name!r} is one of Celery's own queues (remote control, replies or events), not a task queue."
+    if not name or not queue_known(name):
+        return (f"There is no queue {name!r}: it is not configured, consumed by a worker, paused, "
+                "or seen in the broker.")
+    return ""
+
+
 @dataclass(frozen=True)
 class FailureRow:
     task_id: str

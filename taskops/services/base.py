@@ -14,10 +14,19 @@ from taskops.connection import BrokerUnavailable
 from taskops.masking import value_mask
 from taskops.models import AuditEntry
 from taskops.permissions import action_refusal, can
+from taskops.storable import value_problem, value_scrubbed
 
 
 class ActionRefused(ValueError):
-    """The action was not attempted: not allowed, or its input is invalid or unconfirmed (message says why)."""
+    """The action was not attempted: not allowed, or its input is invalid or unconfirmed (message says why).
+
+    `fields` says which input each part of the refusal is about ({"queue": "..."}), so a form
+    can show it beside that field; empty when the refusal is about the action as a whole.
+    """
+
+    def __init__(self, message: str, fields: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.fields = fields or {}
 
 
 class OutcomeNotRecorded(Exception):
@@ -80,10 +89,11 @@ class AuditedAction:
         self.reason = reason or ""
         self.entry_id: int | None = None
 
-    def refuse(self, message: str, detail: dict | None = None) -> NoReturn:
-        """Record the refusal and raise ActionRefused: nothing is done."""
+    def refuse(self, message: str, detail: dict | None = None, *,
+               fields: dict[str, str] | None = None) -> NoReturn:
+        """Record the refusal and raise ActionRefused (with `fields`: see there): nothing is done."""
         self.finish(ActionOutcome(AuditEntry.Outcome.REFUSED, message, detail or {}))
-        raise ActionRefused(message)
+        raise ActionRefused(message, fields)
 
     def refuse_unless_allowed(self, *actions: str) -> None:
         """Refuse unless the person acting may do every one of `actions` (the console itself may)."""
@@ -98,6 +108,16 @@ class AuditedAction:
         """Refuse an action that needs a typed reason and got none (or too short a one)."""
         if reason_missing(self.reason, min_length):
             self.refuse(message)
+
+    def refuse_unless_storable(self, **values: object) -> None:
+        """Refuse, before anything is sent, values no database stores as JSON and no worker should
+        get (NaN, infinity, NUL, a lone surrogate; named by keyword, e.g. args=...), the reason
+        too; the refusal's entry keeps such parts as a note."""
+        for name, value in {**values, "the reason": self.reason}.items():
+            if problem := value_problem(value, name):
+                self.params, self.reason = value_scrubbed(self.params), value_scrubbed(self.reason)
+                self.target = value_scrubbed(self.target)
+                self.refuse(f"Not sent: {problem}.")
 
     def intent(self) -> None:
         """Record that the action is about to take effect; call right before the side effect."""

@@ -14,8 +14,9 @@ from taskops.capture import CapturedCall
 from taskops.conf import celery_app
 from taskops.connection import BrokerUnavailable
 from taskops.models import AuditEntry
-from taskops.services.base import ActionOutcome, Actor, AuditedAction
 from taskops.publish import calls_publish
+from taskops.selectors.catalog import send_refusals
+from taskops.services.base import ActionOutcome, Actor, AuditedAction
 
 
 def _when_text(countdown: float | None, eta: datetime | None) -> str:
@@ -24,6 +25,14 @@ def _when_text(countdown: float | None, eta: datetime | None) -> str:
     if countdown:
         return f", in {countdown:g} s"
     return ""
+
+
+def refuse_unless_sendable(act: AuditedAction, *, name: str, queue: str, priority: int | None) -> None:
+    """Refuse (recorded) a send the console does not make: a task denied, not allowed for the
+    person or not confirmed by a live worker; a queue it does not know or Celery's own; a
+    priority the broker does not take for that queue."""
+    if refusals := send_refusals(user=act.actor.user, name=name, queue=queue, priority=priority):
+        act.refuse(" ".join(refusals.values()), fields=refusals)
 
 
 def run_record_pending(task_id: str, name: str, args: list, kwargs: dict,
@@ -74,7 +83,9 @@ def task_send(
     }))
     params["task_id"] = task_id
     act = AuditedAction(actor, "task.trigger", name, params, reason)
+    act.refuse_unless_storable(args=args, kwargs=kwargs)  # first: no other refusal could keep them
     act.refuse_unless_allowed("task.trigger")
+    refuse_unless_sendable(act, name=name, queue=queue, priority=priority)
     act.intent()
     try:
         calls_publish([(task_id, call, None)], **options)

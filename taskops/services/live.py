@@ -23,7 +23,7 @@ from taskops.models import (
     QueuePause,
     WorkerSeen,
 )
-from taskops.selectors.live import queue_known
+from taskops.selectors.live import queue_refusal
 from taskops.services.approvals import approvable, dangerous_gate
 from taskops.services.base import (
     ActionOutcome,
@@ -50,9 +50,8 @@ def _queue_action(actor: Actor, action: str, queue: str, reason: str, permission
     """An action on `queue`: allowed for this person, and on a queue the console knows."""
     act = AuditedAction(actor, action, queue, {"queue": queue}, reason)
     act.refuse_unless_allowed(permission)
-    if not queue_known(queue):
-        act.refuse(f"There is no queue {queue!r}: it is not configured, consumed by a worker, "
-                   "paused, or seen in the broker.")
+    if refusal := queue_refusal(queue):
+        act.refuse(refusal)
     return act
 
 

@@ -28,13 +28,11 @@ from taskops.publish import calls_publish, console_task_send
 from taskops.services.approvals import MIN_REASON_LENGTH, approvable, dangerous_gate
 from taskops.services.base import ActionOutcome, Actor, AuditedAction, reason_missing
 from taskops.services.live import task_revoke
-from taskops.services.retries import RetryPlan, retry_plans
+from taskops.services.retries import SQL_ROWS, RetryPlan, retries_claim, retry_plans
 
 log = logging.getLogger(__name__)
 
 JOB_TASK = "taskops.retry_job_run"
-# Rows per statement when the bulk job writes many rows at once (well under SQLite's 32,766 parameters).
-SQL_ROWS = 1000
 
 
 class RetryJobBusy(Exception):
@@ -53,21 +51,28 @@ def _chunks(values: Iterable[str], size: int) -> Iterator[list[str]]:
 
 
 def retry_job_create(
-    *, actor: Actor, task_ids: Iterable[str], description: str, reason: str = ""
+    *, actor: Actor, task_ids: Iterable[str], description: str, reason: str = "",
+    include_retried: bool = False, include_succeeded: bool = False,
 ) -> RetryJob:
-    """Record a bulk retry of `task_ids` (any number, streamed) and start it after commit.
+    """Record a bulk retry of `task_ids` (streamed, at most TASKOPS_BULK_RETRY_MAX) and start it
+    after commit.
 
     More than TASKOPS_BULK_RETRY_REASON_THRESHOLD runs is a dangerous action: it needs a reason
     (ActionRefused otherwise, nothing kept), and with approvals on the job waits, queued, for a
-    second person; `job.pending_approval` is then the request's id.
+    second person; `job.pending_approval` is then the request's id. More than the maximum is
+    refused, nothing kept. The job skips runs retried already unless `include_retried`, and
+    refuses runs that succeeded unless `include_succeeded`.
     """
-    threshold = config.bulk_retry_reason_threshold
-    act = AuditedAction(actor, "task.retry_bulk", description[:255], {}, reason)
+    threshold, maximum = config.bulk_retry_reason_threshold, config.bulk_retry_max
+    choices = {key: True for key, chosen in (("include_retried", include_retried),
+                                             ("include_succeeded", include_succeeded)) if chosen}
+    act = AuditedAction(actor, "task.retry_bulk", description[:255], dict(choices), reason)
     act.refuse_unless_allowed("task.retry")
-    missing_reason = False
+    missing_reason = too_many = False
     with transaction.atomic():
         job = RetryJob.objects.create(created_by=actor.db_user, description=description[:500],
-                                      reason=reason)
+                                      reason=reason, include_retried=include_retried,
+                                      include_succeeded=include_succeeded)
         total = 0
         for chunk in _chunks(task_ids, 5000):
             created = RetryJobItem.objects.bulk_create(
@@ -75,21 +80,31 @@ def retry_job_create(
                 ignore_conflicts=True,
             )
             total += len(created)
+            if total > maximum:  # read no further: the job is refused
+                too_many = True
+                break
         job.total = job.items.count() if total else 0
         job.save(update_fields=["total"])
-        act.target, act.params = f"job {job.pk}", {"job": job.pk, "runs": job.total}
+        act.target, act.params = f"job {job.pk}", {"job": job.pk, "runs": job.total, **choices}
         gate = None
-        if job.total > threshold:
+        if too_many:
+            transaction.set_rollback(True)  # nothing is kept of a refused job
+        elif job.total > threshold:
             missing_reason = reason_missing(reason, MIN_REASON_LENGTH)
             if missing_reason:
                 transaction.set_rollback(True)  # nothing is kept of a refused job
             else:
                 gate = dangerous_gate(act, None)
-        if not missing_reason and gate is None:
+        if not missing_reason and not too_many and gate is None:
             act.finish(ActionOutcome(AuditEntry.Outcome.OK,
                                      f"Bulk retry job {job.pk} of {job.total} runs started.",
                                      {"job": job.pk}))
             transaction.on_commit(lambda: retry_job_start(job.pk))
+    if too_many:
+        act.target, act.params = f"more than {maximum} runs", {"runs": f"> {maximum}", **choices}
+        act.refuse(f"More than {maximum:,} runs in one bulk retry is refused "
+                   f"(TASKOPS_BULK_RETRY_MAX={maximum}): narrow the filters, or retry them in "
+                   "several jobs.")
     if missing_reason:
         act.target, act.params = f"{job.total} runs", {"runs": job.total}
         act.refuse(f"Retrying {job.total} runs at once needs a reason (more than {threshold}): "
@@ -179,28 +194,13 @@ def _lease(job_id: int, owner: str) -> bool:
     return bool(taken)
 
 
-def _confirm_sent(job: RetryJob, items: list[RetryJobItem], plans: dict[str, RetryPlan]) -> None:
-    """Mark published items SENT and link each original to its retry (one transaction)."""
+def _confirm_sent(job: RetryJob, items: list[RetryJobItem]) -> None:
+    """Mark published items SENT (their runs were linked to their retries when claimed)."""
     if not items:
         return
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
-    user_id = job.created_by_id
-    links = [(i.task_id, i.retry_task_id, plans[i.task_id].call.task if i.task_id in plans else "",
-              now, user_id, job.pk, False) for i in items]
-    table = connection.ops.quote_name(RunRetry._meta.db_table)
     with transaction.atomic():
         RetryJobItem.objects.filter(pk__in=[i.pk for i in items], state=RetryJobItem.State.CLAIMED
                                     ).update(state=RetryJobItem.State.SENT)
-        # What bulk_create(ignore_conflicts=True) does, at a fraction of its cost per row.
-        for start in range(0, len(links), SQL_ROWS):
-            rows = links[start:start + SQL_ROWS]
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f"INSERT INTO {table} (original_task_id, retry_task_id, task_name, "
-                    "requested_at, requested_by_id, job_id, edited) VALUES "
-                    + ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(rows))
-                    + " ON CONFLICT DO NOTHING",
-                    [value for row in rows for value in row])
         RetryJob.objects.filter(pk=job.pk).update(sent=F("sent") + len(items))
 
 
@@ -223,9 +223,11 @@ def _items_claim(claimed: list[RetryJobItem]) -> None:
 
 
 def retry_job_claim(job: RetryJob, items: list[RetryJobItem]) -> tuple[list, dict[str, RetryPlan]]:
-    """Give each item with a captured call a fresh retry id (CLAIMED) and refuse the rest."""
-    plans = retry_plans([i.task_id for i in items])
-    claimed, refused = [], []
+    """Claim each item's run for a fresh retry id (CLAIMED, the run linked to it), skip runs
+    retried already (by anyone: see retries_claim) and refuse those that cannot be retried."""
+    plans = retry_plans([i.task_id for i in items], include_succeeded=job.include_succeeded,
+                        user=job.created_by)
+    candidates, refused = [], []
     for item in items:
         plan = plans[item.task_id]
         if plan.call is None:
@@ -233,12 +235,22 @@ def retry_job_claim(job: RetryJob, items: list[RetryJobItem]) -> tuple[list, dic
             refused.append(item)
         else:
             item.state, item.retry_task_id = RetryJobItem.State.CLAIMED, str(uuid.uuid4())
-            claimed.append(item)
+            candidates.append(item)
     with transaction.atomic():
+        _, skipped = retries_claim([plans[i.task_id].send(i.retry_task_id) for i in candidates],
+                                   user_id=job.created_by_id, job_id=job.pk,
+                                   include_retried=job.include_retried)
+        claimed = [i for i in candidates if i.task_id not in skipped]
         _items_claim(claimed)
+        if skipped:
+            RetryJobItem.objects.filter(job=job, task_id__in=list(skipped)).update(
+                state=RetryJobItem.State.SKIPPED, retry_task_id="",
+                reason="retried already: its page links the retry")
         if refused:
             RetryJobItem.objects.bulk_update(refused, ["state", "reason"])
-            RetryJob.objects.filter(pk=job.pk).update(refused=F("refused") + len(refused))
+        if refused or skipped:
+            RetryJob.objects.filter(pk=job.pk).update(refused=F("refused") + len(refused),
+                                                      skipped=F("skipped") + len(skipped))
     return claimed, plans
 
 
@@ -257,13 +269,16 @@ def _recover_claimed(job: RetryJob, owner: str) -> None:
         done = [i for i in chunk if i.retry_task_id in ran]
         unknown = [i for i in chunk if i.retry_task_id not in ran]
         if done:
-            _confirm_sent(job, done, retry_plans([i.task_id for i in done]))
+            _confirm_sent(job, done)
         if unknown:
-            task_revoke(actor=Actor(user=None), task_ids=[i.retry_task_id for i in unknown],
+            stale = [i.retry_task_id for i in unknown]
+            task_revoke(actor=Actor(user=None), task_ids=stale,
                         reason=f"bulk retry job {job.pk} resumed: unconfirmed sends are revoked "
                                "and sent again under new ids")
-            RetryJobItem.objects.filter(pk__in=[i.pk for i in unknown]).update(
-                state=RetryJobItem.State.PENDING, retry_task_id="")
+            with transaction.atomic():  # the claims go with the revoked ids; the runs are claimed anew
+                RunRetry.objects.filter(retry_task_id__in=stale).delete()
+                RetryJobItem.objects.filter(pk__in=[i.pk for i in unknown]).update(
+                    state=RetryJobItem.State.PENDING, retry_task_id="")
 
 
 def retry_job_chunk(job_id: int, after_id: int, last_id: int) -> int:
@@ -274,12 +289,12 @@ def retry_job_chunk(job_id: int, after_id: int, last_id: int) -> int:
     PENDING), which the next runner resolves without sending anything twice. Returns the
     number of retries sent.
     """
-    job = RetryJob.objects.get(pk=job_id)
+    job = RetryJob.objects.select_related("created_by").get(pk=job_id)
     items = list(job.items.filter(state=RetryJobItem.State.PENDING, id__gt=after_id, id__lte=last_id)
                  .order_by("id"))
     claimed, plans = retry_job_claim(job, items)
     calls_publish([plans[i.task_id].send(i.retry_task_id) for i in claimed], sent_events=False)
-    _confirm_sent(job, claimed, plans)
+    _confirm_sent(job, claimed)
     return len(claimed)
 
 

@@ -55,7 +55,7 @@ def task_run(request: HttpRequest, name: str) -> HttpResponse:
         actor=Actor.from_request(request), name=name, args=form.cleaned_data["args"],
         kwargs=form.cleaned_data["kwargs"], reason=form.cleaned_data["reason"],
         **form.send_options(),
-    ))
+    ), form=form)
     if outcome is None or not outcome.ok:
         return _render_detail(request, detail, form)
     return HttpResponseRedirect(reverse("admin:taskops_taskrun_detail", args=[outcome.detail["task_id"]]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.contrib import admin, messages
+from django.forms import Form
 from django.db import DatabaseError
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
@@ -93,17 +94,23 @@ def outcome_message(request: HttpRequest, outcome: ActionOutcome, text=None) -> 
 
 def outcome_perform(
     request: HttpRequest, perform: Callable[[], ActionOutcome],
-    shown: Callable[[ActionOutcome], str] | None = None,
+    shown: Callable[[ActionOutcome], str] | None = None, *, form: Form | None = None,
 ) -> ActionOutcome | None:
     """Run a service call and flash what came of it: its outcome, a refusal, or a database failure.
 
     `shown` words a successful outcome (say, with links); returns the outcome, or None when
-    nothing (or nothing recorded) came back.
+    nothing (or nothing recorded) came back. With `form` (shown again by the caller), each
+    part of a refusal goes beside the field it is about.
     """
     try:
         outcome = perform()
     except ActionRefused as refused:
-        messages.error(request, f"Nothing was done: {refused}")
+        if form is not None and refused.fields:
+            for name, problem in refused.fields.items():
+                form.add_error(name if name in form.fields else None, problem)
+            messages.error(request, "Nothing was sent: correct the form below.")
+        else:
+            messages.error(request, f"Nothing was done: {refused}")
         return None
     except OutcomeNotRecorded as unrecorded:
         messages.warning(request, str(unrecorded))

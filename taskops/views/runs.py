@@ -9,7 +9,7 @@ from django.utils.cache import add_never_cache_headers
 
 from taskops import selectors, services
 from taskops.capture import CapturedCall
-from taskops.forms import ReasonForm, RetryEditForm
+from taskops.forms import ReasonForm, RetryAgainForm, RetryEditForm
 from taskops.services import Actor
 from taskops.vocabulary import SIGNALS
 from taskops.views.common import outcome_perform, render_page, require, run_action
@@ -29,7 +29,8 @@ def _edit_form(detail: selectors.RunDetail, data=None) -> RetryEditForm:
     }
     return RetryEditForm(data, initial=initial, task_name=detail.run.task_name or "",
                          captured_args=call.args if call else None,
-                         captured_kwargs=call.kwargs if call else None)
+                         captured_kwargs=call.kwargs if call else None,
+                         retried=detail.latest_retry)
 
 
 def _render_detail(request: HttpRequest, detail: selectors.RunDetail, form: RetryEditForm):
@@ -73,10 +74,12 @@ def run_reveal(request: HttpRequest, task_id: str) -> HttpResponse:
 
 
 def run_retry(request: HttpRequest, task_id: str) -> HttpResponse:
+    """Retry one run from its page (where its state and any earlier retry are shown)."""
     return run_action(
-        request, action="task.retry", form_class=ReasonForm, fallback=run_url(task_id),
+        request, action="task.retry", form_class=RetryAgainForm, fallback=run_url(task_id),
         perform=lambda actor, form: services.task_retry(
-            actor=actor, task_ids=[task_id], reason=form.cleaned_data["reason"]),
+            actor=actor, task_ids=[task_id], reason=form.cleaned_data["reason"],
+            include_succeeded=True, again_after={task_id: form.again_after_value}),
     )
 
 
@@ -95,8 +98,10 @@ def run_retry_edited(request: HttpRequest, task_id: str) -> HttpResponse:
     base = detail.call or CapturedCall(task=detail.run.task_name or "", args=[], kwargs={})
     outcome_perform(request, lambda: services.task_retry_edited(
         actor=Actor.from_request(request), task_id=task_id, call=form.call(base),
-        reason=form.cleaned_data["reason"],
-    ))
+        reason=form.cleaned_data["reason"], again_after=form.again_after_value,
+    ), form=form)
+    if form.errors:  # refused for a part of it: shown again as typed, to be corrected
+        return _render_detail(request, detail, form)
     return HttpResponseRedirect(run_url(task_id))
 
 

@@ -79,6 +79,12 @@ def _schedule_version(cluster: Cluster) -> tuple:
     return (version.pk,)
 
 
+def _latest_retry(cluster: Cluster) -> str:
+    from taskops.models import RunRetry
+
+    return RunRetry.objects.filter(original_task_id=cluster.failed_id).order_by("-attempt")[0].retry_task_id
+
+
 REASON = {"reason": "audit coverage"}
 CASES: dict[str, Case] = {
     "admin:taskops_queue_pause": Case(lambda c: (c.queue,), lambda c: REASON, "queue.pause"),
@@ -104,10 +110,12 @@ CASES: dict[str, Case] = {
     "admin:taskops_taskrun_retry_edited": Case(
         lambda c: (c.failed_id,),
         lambda c: {"args": json.dumps([str(uuid.uuid4()), "2026-01-01T00:00:00+00:00"]),
-                   "kwargs": "{}", "queue": c.queue, "priority": "3", **REASON},
+                   "kwargs": "{}", "queue": c.queue, "priority": "3", **REASON,
+                   # retried by the case above: another retry only when asked, naming the last one
+                   "again": "on", "again_after": _latest_retry(c)},
         "task.retry_edited"),
-    "admin:taskops_taskrun_retry_matching": Case(lambda c: (), lambda c: {"q": c.failed_id, **REASON},
-                                                 "task.retry"),
+    "admin:taskops_taskrun_retry_matching": Case(
+        lambda c: (), lambda c: {"q": c.failed_id, "expected": "1", **REASON}, "task.retry"),
     "admin:taskops_taskrun_job_resume": Case(lambda c: (c.job_id,), lambda c: REASON,
                                              "task.retry_bulk_resume"),
     "admin:taskops_task_run": Case(

@@ -45,6 +45,7 @@ GET_PAGES = {
     ("admin:taskops_taskrun_changelist", ()): READERS,
     ("admin:taskops_taskrun_detail", (RUN,)): READERS,
     ("admin:taskops_taskrun_job", (JOB,)): READERS,
+    ("admin:taskops_taskrun_retry_matching_confirm", ()): {**READERS, "Managers": 403},
     ("admin:taskops_task_changelist", ()): READERS,
     ("admin:taskops_task_detail", (TASK,)): READERS,
     ("admin:taskops_report_changelist", ()): READERS,

@@ -91,9 +91,12 @@ def test_retry_all_matching_the_filters_becomes_a_job_above_the_inline_limit(
     TaskResult.objects.create(task_id="ok-1", task_name="demo.tasks.flaky_call", status="SUCCESS")
     client = role_client("Support")
 
-    # Posted from a deep page of the list: its position is not a filter, every match is retried.
+    # Asked from a deep page of the list: its position is not a filter, every match is retried.
+    listing = {"status__exact": "FAILURE", "before": "2000-01-01T00:00:00+00:00,1"}
+    confirmation = client.get(reverse("admin:taskops_taskrun_retry_matching_confirm"), listing)
+    assert confirmation.context["sending"] == 8
     response = client.post(reverse("admin:taskops_taskrun_retry_matching"),
-                           {"status__exact": "FAILURE", "before": "2000-01-01T00:00:00+00:00,1"})
+                           {**listing, "expected": "8"})
 
     job = RetryJob.objects.get()
     assert response["Location"] == reverse("admin:taskops_taskrun_job", args=[job.pk])

@@ -147,7 +147,7 @@ def test_the_intent_is_recorded_before_the_task_is_published(actor, isolated_bro
     monkeypatch.setattr("taskops.services.catalog.calls_publish", watching)
 
     outcome = task_send(actor=actor, name="demo.tasks.generate_report", args=["r"], kwargs={},
-                        queue=unique("sent"))
+                        queue="reports")
 
     assert outcome.ok
     assert seen == [("task.trigger", "started")]
@@ -158,7 +158,7 @@ def test_the_intent_is_recorded_before_the_task_is_published(actor, isolated_bro
 def test_a_database_failure_after_publishing_is_told_not_hidden_and_leaves_the_intent(
     actor, isolated_broker, client, monkeypatch
 ):
-    queue = unique("sent")
+    queue = "reports"  # the console sends only to queues it knows
 
     def database_gone(*args, **kwargs):
         raise DatabaseError("connection reset by peer")
