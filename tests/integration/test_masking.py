@@ -155,9 +155,11 @@ def test_values_under_masked_keys_are_hidden_everywhere_until_revealed_and_retri
                         {"reason": "partner is back"}).status_code == 302
     detail = run_detail(sent.id)
     assert MASK in detail.edit_kwargs and not any(s in detail.edit_kwargs for s in secrets)
+    first = RunRetry.objects.get(original_task_id=sent.id).retry_task_id
     edited = support.post(reverse("admin:taskops_taskrun_retry_edited", args=[sent.id]), {
         "args": detail.edit_args, "kwargs": detail.edit_kwargs.replace("eu-west-9", "eu-west-1"),
-        "queue": queue, "priority": "", "reason": "moved region"})
+        "queue": queue, "priority": "", "reason": "moved region",
+        "again": "on", "again_after": first})  # retried already: another retry, knowingly
     assert edited.status_code == 302
     assert RunRetry.objects.filter(original_task_id=sent.id).count() == 2
     for link in RunRetry.objects.filter(original_task_id=sent.id):

@@ -111,7 +111,7 @@ def test_the_report_page_shows_real_runs_who_triggered_them_and_serves_their_out
     ended = {by_user: "SUCCESS", scheduled: "SUCCESS", external: "SUCCESS", failed: "FAILURE"}
     poll_until(lambda: TaskResult.objects.filter(task_id__in=ended, status__in=["SUCCESS", "FAILURE"])
                .count() == 4, timeout=30, message="the four report runs end")
-    assert services.task_retry(actor=actor, task_ids=[external]).ok
+    assert services.task_retry(actor=actor, task_ids=[external], include_succeeded=True).ok
     retry = RunRetry.objects.get(original_task_id=external).retry_task_id
     poll_until(lambda: TaskResult.objects.filter(task_id=retry, status="SUCCESS").exists(),
                timeout=30, message="the retry succeeds")
@@ -319,7 +319,8 @@ def _runs_of_all_kinds(count: int, media: Path) -> None:
         task_id = make_run(f"{unique('run')}", ago=timedelta(minutes=n), periodic=f"sched-{n % 3}"
                            if n % 3 == 0 else None, result=str(media / "reports" / "out.csv"))
         if n % 3 == 1:
-            RunRetry.objects.create(original_task_id=f"orig-{n}", retry_task_id=task_id, task_name=TASK)
+            RunRetry.objects.create(original_task_id=f"orig-{task_id}", retry_task_id=task_id,
+                                    task_name=TASK)
         elif n % 3 == 2:
             AuditEntry.objects.create(actor_name="alice", action="task.trigger", target=TASK,
                                       outcome="ok", detail={"task_id": task_id})
