@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 
 import pytest
@@ -41,3 +42,25 @@ def test_depths_of_existing_and_missing_queues_and_purge(rabbitmq):
     assert broker.queue_depths([queue]).queues[queue].depth == 0
     with celery_app().connection_for_write() as conn:
         conn.default_channel.queue_delete(queue)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_purging_a_queue_rabbitmq_does_not_have_is_a_message_not_a_500(rabbitmq, role_client):
+    from django.urls import reverse
+
+    from taskops.models import AuditEntry
+
+    missing = "emails"  # configured, so the console knows it, but never declared on this vhost
+    with celery_app().connection_for_write() as conn:
+        conn.default_channel.queue_delete(missing)
+    with pytest.raises(broker.QueueNotPurgeable, match="no queue"):
+        broker.queue_purge(missing)
+
+    client = role_client("Operations")
+    response = client.post(reverse("admin:taskops_queue_purge", args=[missing]),
+                           {"confirm": missing, "reason": "cleanup"}, follow=True)
+
+    assert response.status_code == 200
+    assert f"there is no queue '{missing}' in the broker" in html.unescape(response.content.decode())
+    entry = AuditEntry.objects.get(action="queue.purge")
+    assert entry.outcome == "refused"
