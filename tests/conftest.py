@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.fakes import FakeCluster
 from tests.support.processes import (
     BeatProcess,
     RedisServer,
@@ -74,6 +75,16 @@ def isolated_broker(tmp_path):
     yield server
     point_app_at(original)
     server.stop()
+
+
+@pytest.fixture
+def fake_cluster(monkeypatch) -> FakeCluster:
+    """The control, broker and publish adapters answered by one in-memory cluster (no broker, no worker).
+
+    For tests of pages, permissions, fuzzing and banners; tests/integration/test_adapter_contracts.py
+    holds the fakes to the real adapters. Add workers with fake_cluster.worker_add(name, *queues).
+    """
+    return FakeCluster().install(monkeypatch)
 
 
 @pytest.fixture

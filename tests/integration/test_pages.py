@@ -133,7 +133,7 @@ def test_every_console_url_has_a_permission_expectation():
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_pages_and_actions_answer_each_role_as_expected(role, role_client, isolated_broker,
+def test_pages_and_actions_answer_each_role_as_expected(role, role_client, fake_cluster,
                                                         existing_run_and_job):
     client = Client() if role == "anonymous" else role_client(role)
     for (name, args), by_role in GET_PAGES.items():
@@ -158,7 +158,7 @@ def test_pages_and_actions_answer_each_role_as_expected(role, role_client, isola
     assert not AuditEntry.objects.exclude(outcome="refused").exclude(action__endswith=".export").exists()
 
 
-def test_get_on_an_action_url_changes_nothing(role_client, isolated_broker, existing_run_and_job):
+def test_get_on_an_action_url_changes_nothing(role_client, fake_cluster, existing_run_and_job):
     client = role_client("superuser")
     for name, args in POST_ACTIONS:
         assert client.get(reverse(name, args=args)).status_code == 405, name
@@ -166,7 +166,7 @@ def test_get_on_an_action_url_changes_nothing(role_client, isolated_broker, exis
     assert not QueuePause.objects.exists()
 
 
-def test_a_post_without_csrf_token_is_refused(django_user_model, isolated_broker,
+def test_a_post_without_csrf_token_is_refused(django_user_model, fake_cluster,
                                              existing_run_and_job):
     client = Client(enforce_csrf_checks=True)
     client.force_login(django_user_model.objects.create_superuser("csrf", password="x"))
@@ -284,7 +284,7 @@ def _offered_actions(response) -> set[str]:
 
 @pytest.mark.parametrize("role", [r for r in ROLES if r != "anonymous"])
 def test_every_admin_action_is_offered_to_exactly_the_roles_that_may_use_it(
-    role, role_client, isolated_broker, existing_run_and_job
+    role, role_client, fake_cluster, existing_run_and_job
 ):
     client = role_client(role)
     changelists = {name for name, _ in ADMIN_ACTIONS} | set(CHANGELISTS_WITHOUT_ACTIONS)

@@ -404,7 +404,7 @@ ODD = st.one_of(
 )
 
 
-def test_no_editor_or_preview_input_gives_a_500(role_client, isolated_broker):
+def test_no_editor_or_preview_input_gives_a_500(role_client, fake_cluster):
     client = role_client("Operations")
     client.raise_request_exception = False
     every = IntervalSchedule.objects.create(every=10, period="minutes")

@@ -40,6 +40,7 @@ from taskops.broker import (
 from taskops.capture import RETRY_OF_HEADER
 from taskops.conf import celery_app
 from taskops.connection import BrokerUnavailable
+from taskops.connection import broker_connection as real_broker_connection
 from taskops.control import CommandResult, TaskInfo, WorkerPing, WorkerSnapshot, WorkerStats
 from taskops.publish import Send
 
@@ -64,6 +65,10 @@ def _registered_tasks() -> dict[str, dict[str, str]]:
     tasks = celery_app().tasks
     return {name: ({"rate_limit": str(task.rate_limit)} if task.rate_limit is not None else {})
             for name, task in sorted(tasks.items()) if not name.startswith("celery.")}
+
+
+def _no_real_broker(*args, **kwargs):
+    raise AssertionError("a real broker connection was opened while the adapters are faked")
 
 
 @dataclass
@@ -157,6 +162,12 @@ class FakeCluster:
                     if (getattr(holder, "__name__", "").startswith("taskops")
                             and getattr(holder, name, None) is real):
                         monkeypatch.setattr(holder, name, fake)
+        # Nothing else may open a broker connection meanwhile: a page that did would bypass the
+        # adapters (and their contract), so it fails loudly instead of quietly using a real broker.
+        for holder in list(sys.modules.values()):
+            if (getattr(holder, "__name__", "").startswith("taskops")
+                    and getattr(holder, "broker_connection", None) is real_broker_connection):
+                monkeypatch.setattr(holder, "broker_connection", _no_real_broker)
         return self
 
     def _up(self) -> None:
