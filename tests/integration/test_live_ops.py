@@ -89,6 +89,7 @@ def isolated_broker_keys(server) -> set[str]:
     return {k.decode() for k in redis.Redis.from_url(server.url).keys("*")}
 
 
+@pytest.mark.db_engine
 def test_pause_holds_messages_and_later_workers_then_resume_drains(start_worker, actor):
     queue, side_a, side_b = unique("pausable"), unique("side"), unique("side")
     first = start_worker(queue, side_a)
@@ -125,6 +126,7 @@ def test_pause_holds_messages_and_later_workers_then_resume_drains(start_worker,
     ]
 
 
+@pytest.mark.db_engine
 def test_revoke_with_no_worker_online_is_kept_and_applied_when_a_worker_starts(start_worker, actor):
     queue, name = unique("revq"), unique("never")
     sent = send(REPORT, args=[name], queue=queue)

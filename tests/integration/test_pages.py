@@ -124,6 +124,7 @@ def _console_url_names() -> set[str]:
     return names
 
 
+@pytest.mark.smoke
 def test_every_console_url_has_a_permission_expectation():
     expected = {name.split(":")[1] for name, _ in [*GET_PAGES, *POST_ACTIONS, *SCHEDULE_FORMS]}
     assert _console_url_names() - DJANGO_OWN == expected
@@ -132,6 +133,7 @@ def test_every_console_url_has_a_permission_expectation():
     assert outside == {name for name, _ in OUTSIDE_ADMIN}
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("role", ROLES)
 def test_pages_and_actions_answer_each_role_as_expected(role, role_client, fake_cluster,
                                                         existing_run_and_job):

@@ -115,6 +115,7 @@ def executed(worker, task_name: str = FLAKY) -> int:
     return stats.total_tasks.get(task_name, 0) if stats else -1
 
 
+@pytest.mark.db_engine
 def test_bulk_retry_of_1000_runs_killed_halfway_and_resumed_sends_each_exactly_once(
     start_worker, actor
 ):
@@ -152,6 +153,7 @@ def test_bulk_retry_of_1000_runs_killed_halfway_and_resumed_sends_each_exactly_o
     assert RetryJobItem.objects.filter(job=job, state="sent").count() == 1000
 
 
+@pytest.mark.db_engine
 def test_a_runner_dying_between_publish_and_confirm_never_causes_a_second_run(
     start_worker, actor
 ):
@@ -186,6 +188,7 @@ def test_a_runner_dying_between_publish_and_confirm_never_causes_a_second_run(
     assert len(retry_plans(originals)) == 50
 
 
+@pytest.mark.db_engine
 def test_a_job_fanned_out_to_publisher_processes_in_a_worker_sends_each_run_exactly_once(
     start_worker, actor
 ):
@@ -221,6 +224,7 @@ def _dies_halfway_through(sends, **options):
     return _dies_halfway_through.publish(sends, **options)
 
 
+@pytest.mark.db_engine
 def test_a_publisher_process_dying_mid_chunk_fails_the_job_and_the_resume_sends_nothing_twice(
     isolated_broker, start_worker, actor, settings, monkeypatch
 ):

@@ -84,6 +84,7 @@ def _confirm(client, preview, reason: str = "move staging schedules to productio
                        follow=True)
 
 
+@pytest.mark.db_engine
 @pytest.mark.parametrize("file_format", ["json", "yaml", "csv", "xlsx"])
 def test_an_export_imported_into_an_empty_database_recreates_it_and_a_second_import_changes_nothing(
     file_format, role_client, isolated_broker
@@ -120,6 +121,7 @@ def test_an_export_imported_into_an_empty_database_recreates_it_and_a_second_imp
         assert client.get(reverse(EXPORT), {"format": file_format}).content == content
 
 
+@pytest.mark.db_engine
 def test_the_preview_shows_field_changes_writes_nothing_and_the_import_keeps_a_version(
     role_client, isolated_broker
 ):
@@ -239,6 +241,7 @@ def test_the_confirm_needs_a_reason_and_an_unaltered_preview_of_the_same_user(
     assert list(AuditEntry.objects.values_list("action", "outcome")) == [("schedule.import", "refused")] * 3
 
 
+@pytest.mark.db_engine
 def test_schedules_changed_since_the_preview_stop_the_whole_import(role_client, isolated_broker):
     definition_apply(SCHEDULES[1])
     client = role_client("Operations")

@@ -116,6 +116,7 @@ def _messages(client: redis.Redis, key: str) -> list[dict]:
     return [json.loads(raw) for raw in client.lrange(key, 0, -1)]
 
 
+@pytest.mark.db_engine
 def test_run_now_sends_what_beat_sends_on_the_schedules_queue_with_its_priority_and_shows_in_its_history(
     role_client, isolated_broker, start_beat, start_worker
 ):
@@ -193,6 +194,7 @@ def test_run_now_follows_exchange_and_routing_key_and_refuses_broken_json(role_c
     assert editor.status_code == 200 and "{not json" in editor.content.decode()
 
 
+@pytest.mark.db_engine
 def test_each_change_is_a_version_with_a_diff_and_a_restore_is_a_new_version(role_client, isolated_broker):
     client = role_client("Operations")
     name = unique("report")
@@ -287,6 +289,7 @@ def test_celerys_own_backend_cleanup_is_a_known_task_not_an_unknown_one(role_cli
     assert name in listing and "data-task-unknown" not in listing
 
 
+@pytest.mark.db_engine
 def test_a_stale_edit_is_refused_instead_of_overwriting_a_newer_change(role_client, isolated_broker):
     client = role_client("Operations")
     task = _add(client, unique("shared"))
@@ -326,6 +329,7 @@ def test_clone_and_enable_actions_need_a_reason_and_keep_versions(role_client, i
         "created", "enabled"]
 
 
+@pytest.mark.db_engine
 def test_the_list_makes_the_same_number_of_queries_for_5_or_60_schedules(role_client, isolated_broker):
     every = IntervalSchedule.objects.create(every=10, period="minutes")
     client = role_client("Operations")
