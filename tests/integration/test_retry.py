@@ -77,6 +77,32 @@ def test_a_failed_run_is_retried_with_exactly_its_original_values_queue_and_prio
     assert (entry.outcome, entry.reason, entry.target) == ("ok", "partner is back", original.id)
 
 
+def test_retried_keyword_arguments_keep_their_types(start_worker, actor):
+    """A UUID and a datetime passed by keyword reach the retry as a UUID and a datetime."""
+    import json
+
+    queue = unique("billing-kw")
+    start_worker(queue)
+    PartnerStatus.objects.create(name="billing", down=True)
+    account, since = uuid.uuid4(), datetime(2026, 10, 25, 0, 45, 5, 250000, tzinfo=timezone.utc)
+    original = send("demo.tasks.sync_invoices", kwargs={"account_id": account, "since": since,
+                                                        "note": "by keyword"}, queue=queue)
+    poll_until(lambda: finished(original.id), timeout=30, message="the original fails")
+    captured = call_from_meta(row(original.id).meta)
+    assert captured.args == [] and captured.kwargs == {"account_id": account, "since": since,
+                                                       "note": "by keyword"}
+
+    PartnerStatus.objects.filter(name="billing").update(down=False)
+    assert task_retry(actor=actor, task_ids=[original.id]).ok
+    retry_id = RunRetry.objects.get(original_task_id=original.id).retry_task_id
+    retried = poll_until(lambda: finished(retry_id), timeout=30, message="the retry ends")
+
+    assert retried.status == "SUCCESS", retried.traceback
+    received = json.loads(retried.result)
+    assert received["types"] == ["UUID", "datetime", "str"]
+    assert (received["account_id"], received["since"]) == (str(account), since.isoformat())
+
+
 def test_runs_without_a_faithful_capture_are_refused_with_the_reason(actor, isolated_broker):
     TaskResult.objects.create(task_id="legacy-run", task_name=FLAKY, status="FAILURE",
                               task_args="\"('x',)\"", meta=None)
