@@ -109,7 +109,7 @@ def start_worker(isolated_broker, test_database_url, tmp_path):
 
     yield start
     for worker in started:
-        worker.stop()
+        worker.kill()  # the test is over: no warm shutdown to wait for
 
 
 @pytest.fixture
