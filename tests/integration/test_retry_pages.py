@@ -35,6 +35,23 @@ def failed_sync(start_worker):
     return sent.id, queue
 
 
+@pytest.fixture
+def captured_failure(fake_cluster):
+    """A failed sync_invoices run with its call captured as the worker hook stores it (no worker:
+    the edited arguments below are refused before anything is sent)."""
+    from taskops.capture import CALL_KEY, CAPTURE_VERSION
+
+    task_id, queue = str(uuid.uuid4()), unique("edit")
+    TaskResult.objects.create(
+        task_id=task_id, task_name="demo.tasks.sync_invoices", status="FAILURE",
+        content_type="application/json", meta=dumps({"children": [], CALL_KEY: {
+            "v": CAPTURE_VERSION, "task": "demo.tasks.sync_invoices",
+            "args": [str(uuid.uuid4()), "2026-01-01T00:00:00+00:00"], "kwargs": {},
+            "exchange": "", "routing_key": queue, "priority": 0, "time_limit": None,
+            "soft_time_limit": None, "headers": {}}}))
+    return task_id, queue
+
+
 @pytest.mark.parametrize(
     ("args", "kwargs", "error"),
     [
@@ -45,9 +62,9 @@ def failed_sync(start_worker):
     ],
 )
 def test_bad_edited_arguments_show_a_form_error_and_send_nothing(
-    role_client, failed_sync, args, kwargs, error
+    role_client, captured_failure, fake_cluster, args, kwargs, error
 ):
-    task_id, queue = failed_sync
+    task_id, queue = captured_failure
     client = role_client("Support")
 
     response = client.post(reverse("admin:taskops_taskrun_retry_edited", args=[task_id]),
@@ -57,6 +74,7 @@ def test_bad_edited_arguments_show_a_form_error_and_send_nothing(
     assert error in response.content.decode()
     assert not RunRetry.objects.exists()
     assert not AuditEntry.objects.filter(action="task.retry_edited").exists()
+    assert fake_cluster.sent == []
 
 
 def test_edited_arguments_are_sent_with_their_types(role_client, failed_sync):
