@@ -15,9 +15,7 @@ import pytest
 from django.urls import reverse
 from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
-from kombu.utils.json import dumps
 
-from taskops.capture import CALL_KEY, CAPTURE_VERSION
 from taskops.models import (
     AuditEntry,
     PendingAction,
@@ -28,7 +26,7 @@ from taskops.models import (
     ScheduleVersion,
 )
 from tests.integration.test_audit_coverage import ACTION_CASES, CASES, FORM_CASES, Case, Cluster
-from tests.support.tasks import unique
+from tests.support.tasks import captured_meta, unique
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -80,12 +78,9 @@ def cluster(fake_cluster, role_client, request) -> tuple[Cluster, object]:
     failed = str(uuid.uuid4())
     TaskResult.objects.create(
         task_id=failed, task_name="demo.tasks.sync_invoices", status="FAILURE",
-        content_type="application/json",
-        meta=dumps({"children": [], CALL_KEY: {
-            "v": CAPTURE_VERSION, "task": "demo.tasks.sync_invoices",
-            "args": [str(uuid.uuid4()), "2026-01-01T00:00:00+00:00"], "kwargs": {},
-            "exchange": "", "routing_key": queue, "priority": 0, "time_limit": None,
-            "soft_time_limit": None, "headers": {}}}))
+        content_type="application/json", meta=captured_meta(
+            "demo.tasks.sync_invoices", args=[str(uuid.uuid4()), "2026-01-01T00:00:00+00:00"],
+            routing_key=queue))
     job = RetryJob.objects.create(description="read-only", state="failed", created_by=user, total=1)
     schedule = definition_apply({
         "name": unique("read-only schedule"), "task": "demo.tasks.generate_report",

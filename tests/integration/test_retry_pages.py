@@ -12,7 +12,7 @@ from kombu.utils.json import dumps
 
 from taskops.models import AuditEntry, RetryJob, RunRetry
 from tests.support.poll import poll_until
-from tests.support.tasks import send, unique
+from tests.support.tasks import captured_meta, send, unique
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,16 +39,12 @@ def failed_sync(start_worker):
 def captured_failure(fake_cluster):
     """A failed sync_invoices run with its call captured as the worker hook stores it (no worker:
     the edited arguments below are refused before anything is sent)."""
-    from taskops.capture import CALL_KEY, CAPTURE_VERSION
-
     task_id, queue = str(uuid.uuid4()), unique("edit")
     TaskResult.objects.create(
         task_id=task_id, task_name="demo.tasks.sync_invoices", status="FAILURE",
-        content_type="application/json", meta=dumps({"children": [], CALL_KEY: {
-            "v": CAPTURE_VERSION, "task": "demo.tasks.sync_invoices",
-            "args": [str(uuid.uuid4()), "2026-01-01T00:00:00+00:00"], "kwargs": {},
-            "exchange": "", "routing_key": queue, "priority": 0, "time_limit": None,
-            "soft_time_limit": None, "headers": {}}}))
+        content_type="application/json", meta=captured_meta(
+            "demo.tasks.sync_invoices", args=[str(uuid.uuid4()), "2026-01-01T00:00:00+00:00"],
+            routing_key=queue))
     return task_id, queue
 
 

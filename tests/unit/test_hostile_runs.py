@@ -17,11 +17,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from django_celery_results.models import TaskResult
-from kombu.utils.json import dumps
 
-from taskops.capture import CALL_KEY, CAPTURE_VERSION
-from taskops.publish import Send
 from taskops.capture import CapturedCall
+from taskops.publish import Send
+from tests.support.tasks import captured_meta
 
 pytestmark = pytest.mark.django_db
 
@@ -51,10 +50,8 @@ def hostile(fake_cluster):
                                            task="demo.tasks.generate_report", interval=every,
                                            enabled=False)
     now = timezone.now()
-    meta = dumps({"children": [], CALL_KEY: {
-        "v": CAPTURE_VERSION, "task": "demo.tasks.flaky_call", "args": [tag("captured")],
-        "kwargs": {}, "exchange": "", "routing_key": f"q{tag('queue')}", "priority": 0,
-        "time_limit": None, "soft_time_limit": None, "headers": {}}})
+    meta = captured_meta("demo.tasks.flaky_call", args=[tag("captured")],
+                         routing_key=f"q{tag('queue')}")
     TaskResult.objects.create(
         task_id=FAILED_RUN, task_name=f"demo.tasks.{tag('task')}", status="FAILURE",
         worker=f"{tag('worker')}@host", periodic_task_name=schedule.name,
