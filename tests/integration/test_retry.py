@@ -164,8 +164,13 @@ def test_bulk_retry_of_1000_runs_killed_halfway_and_resumed_sends_each_exactly_o
     assert 300 <= halfway.sent < 1000 and halfway.state == "running"
 
     start_worker("default", concurrency=1, env=slow_runner)
+    from django.utils import timezone
+
     from taskops.services import retry_job_resume
 
+    # The dead runner's lease (2 s) must run out first: a worker can start faster than that.
+    poll_until(lambda: (RetryJob.objects.get(pk=job.pk).lease_until or timezone.now()) <= timezone.now(),
+               timeout=10, message="the dead runner's lease runs out")
     assert retry_job_resume(actor=actor, job_id=job.pk).ok
     done = poll_until(lambda: RetryJob.objects.filter(pk=job.pk, state="done").first(),
                       timeout=120, message="the resumed job finishes")
