@@ -190,6 +190,11 @@ AXES_VERBOSE = False
 DEFAULT_EXCEPTION_REPORTER_FILTER = "taskops.error_reports.CredentialHidingExceptionReporterFilter"
 DEFAULT_EXCEPTION_REPORTER = "taskops.error_reports.CredentialHidingExceptionReporter"
 
+# --- The demo workload (`make run`) ------------------------------------------------------
+# How often the demo's "Partner API health check" schedule fires, in seconds (the stack test
+# sets a few seconds so that it need not wait half a minute for beat's first dispatch).
+DEMO_HEALTH_CHECK_SECONDS = int(os.environ.get("DEMO_HEALTH_CHECK_SECONDS", "30"))
+
 # --- Email (the demo's email task writes messages to files) -----------------------------
 EMAIL_BACKEND = os.environ.get(
     "DJANGO_EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend"

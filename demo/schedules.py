@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
@@ -48,7 +49,9 @@ def demo_users_seed() -> list[DemoLogin]:
 
 def demo_schedules_seed() -> list[str]:
     """Create or update the demo periodic tasks; return their names."""
-    every_30s, _ = IntervalSchedule.objects.get_or_create(every=30, period=IntervalSchedule.SECONDS)
+    health_every = settings.DEMO_HEALTH_CHECK_SECONDS
+    health_interval, _ = IntervalSchedule.objects.get_or_create(every=health_every,
+                                                                period=IntervalSchedule.SECONDS)
     every_2m, _ = IntervalSchedule.objects.get_or_create(every=2, period=IntervalSchedule.MINUTES)
     hourly, _ = CrontabSchedule.objects.get_or_create(
         minute="0", hour="*", day_of_week="*", day_of_month="*", month_of_year="*", timezone="UTC"
@@ -60,10 +63,10 @@ def demo_schedules_seed() -> list[str]:
         {
             "name": "Partner API health check",
             "task": "demo.tasks.flaky_call",
-            "interval": every_30s,
+            "interval": health_interval,
             "kwargs": {"endpoint": "partner-api/health", "fail_rate": 0.3, "customer_id": 1001},
             "queue": "default",
-            "description": "Every 30 s; fails now and then, retries with backoff.",
+            "description": f"Every {health_every} s; fails now and then, retries with backoff.",
         },
         {
             "name": "Sales report (every 2 minutes)",

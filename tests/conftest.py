@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.fakes import FakeCluster
 from tests.support.processes import (
     BeatProcess,
     RedisServer,
@@ -77,6 +78,16 @@ def isolated_broker(tmp_path):
 
 
 @pytest.fixture
+def fake_cluster(monkeypatch) -> FakeCluster:
+    """The control, broker and publish adapters answered by one in-memory cluster (no broker, no worker).
+
+    For tests of pages, permissions, fuzzing and banners; tests/integration/test_adapter_contracts.py
+    holds the fakes to the real adapters. Add workers with fake_cluster.worker_add(name, *queues).
+    """
+    return FakeCluster().install(monkeypatch)
+
+
+@pytest.fixture
 def start_worker(isolated_broker, test_database_url, tmp_path):
     """Start real workers on the isolated broker: start_worker("q1", "q2", concurrency=2)."""
     started: list[WorkerProcess] = []
@@ -98,7 +109,7 @@ def start_worker(isolated_broker, test_database_url, tmp_path):
 
     yield start
     for worker in started:
-        worker.stop()
+        worker.kill()  # the test is over: no warm shutdown to wait for
 
 
 @pytest.fixture

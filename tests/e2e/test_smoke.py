@@ -8,6 +8,7 @@ from demo.schedules import demo_users_seed
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.mark.smoke
 def test_demo_admin_logs_in_and_sees_the_console_index(live_server, page):
     demo_users_seed()
 

@@ -53,6 +53,7 @@ def test_a_purge_without_a_reason_is_refused_and_audited(people, full_queue):
     assert (entry.action, entry.outcome, entry.actor_name) == ("queue.purge", "refused", "ops1")
 
 
+@pytest.mark.db_engine
 def test_with_approvals_on_a_purge_waits_for_a_second_person_with_the_permission(
     people, full_queue, settings
 ):
@@ -93,6 +94,7 @@ def test_with_approvals_on_a_purge_waits_for_a_second_person_with_the_permission
         approval_decide(actor=people["ops2"], approval_id=pending.pk, approve=True)
 
 
+@pytest.mark.db_engine
 def test_an_expired_or_rejected_request_is_never_carried_out(people, full_queue, settings):
     settings.TASKOPS_REQUIRE_APPROVAL = True
     queue_purge(actor=people["ops1"], queue=full_queue, confirm=full_queue, reason="first try")
@@ -212,6 +214,7 @@ def test_every_page_tells_who_may_decide_that_requests_wait_and_shows_read_only_
     assert "Read-only mode" in approver.get(index).content.decode()
 
 
+@pytest.mark.db_engine
 def test_a_big_bulk_retry_needs_a_reason_and_with_approvals_waits_for_a_second_person(
     people, isolated_broker, settings, django_user_model
 ):

@@ -217,6 +217,7 @@ def cluster(start_worker, django_user_model, client):
     return Cluster(queue, worker.name, spare.name, sent.id, job.pk, user, schedule.pk)
 
 
+@pytest.mark.smoke
 def test_each_mutating_action_writes_exactly_one_audit_entry_with_its_outcome(client, cluster):
     every_case = [*CASES.items(), *ACTION_CASES.items(), *FORM_CASES.items()]
     for key, case in every_case:

@@ -127,6 +127,7 @@ def _console_url_names() -> set[str]:
     return names
 
 
+@pytest.mark.smoke
 def test_every_console_url_has_a_permission_expectation():
     expected = {name.split(":")[1] for name, _ in [*GET_PAGES, *POST_ACTIONS, *SCHEDULE_FORMS]}
     assert _console_url_names() - DJANGO_OWN == expected
@@ -135,8 +136,9 @@ def test_every_console_url_has_a_permission_expectation():
     assert outside == {name for name, _ in OUTSIDE_ADMIN}
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("role", ROLES)
-def test_pages_and_actions_answer_each_role_as_expected(role, role_client, isolated_broker,
+def test_pages_and_actions_answer_each_role_as_expected(role, role_client, fake_cluster,
                                                         existing_run_and_job):
     client = Client() if role == "anonymous" else role_client(role)
     for (name, args), by_role in GET_PAGES.items():
@@ -161,7 +163,7 @@ def test_pages_and_actions_answer_each_role_as_expected(role, role_client, isola
     assert not AuditEntry.objects.exclude(outcome="refused").exclude(action__endswith=".export").exists()
 
 
-def test_get_on_an_action_url_changes_nothing(role_client, isolated_broker, existing_run_and_job):
+def test_get_on_an_action_url_changes_nothing(role_client, fake_cluster, existing_run_and_job):
     client = role_client("superuser")
     for name, args in POST_ACTIONS:
         assert client.get(reverse(name, args=args)).status_code == 405, name
@@ -169,7 +171,7 @@ def test_get_on_an_action_url_changes_nothing(role_client, isolated_broker, exis
     assert not QueuePause.objects.exists()
 
 
-def test_a_post_without_csrf_token_is_refused(django_user_model, isolated_broker,
+def test_a_post_without_csrf_token_is_refused(django_user_model, fake_cluster,
                                              existing_run_and_job):
     client = Client(enforce_csrf_checks=True)
     client.force_login(django_user_model.objects.create_superuser("csrf", password="x"))
@@ -291,7 +293,7 @@ def _offered_actions(response) -> set[str]:
 
 @pytest.mark.parametrize("role", [r for r in ROLES if r != "anonymous"])
 def test_every_admin_action_is_offered_to_exactly_the_roles_that_may_use_it(
-    role, role_client, isolated_broker, existing_run_and_job
+    role, role_client, fake_cluster, existing_run_and_job
 ):
     client = role_client(role)
     changelists = {name for name, _ in ADMIN_ACTIONS} | set(CHANGELISTS_WITHOUT_ACTIONS)

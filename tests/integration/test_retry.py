@@ -77,6 +77,32 @@ def test_a_failed_run_is_retried_with_exactly_its_original_values_queue_and_prio
     assert (entry.outcome, entry.reason, entry.target) == ("ok", "partner is back", original.id)
 
 
+def test_retried_keyword_arguments_keep_their_types(start_worker, actor):
+    """A UUID and a datetime passed by keyword reach the retry as a UUID and a datetime."""
+    import json
+
+    queue = unique("billing-kw")
+    start_worker(queue)
+    PartnerStatus.objects.create(name="billing", down=True)
+    account, since = uuid.uuid4(), datetime(2026, 10, 25, 0, 45, 5, 250000, tzinfo=timezone.utc)
+    original = send("demo.tasks.sync_invoices", kwargs={"account_id": account, "since": since,
+                                                        "note": "by keyword"}, queue=queue)
+    poll_until(lambda: finished(original.id), timeout=30, message="the original fails")
+    captured = call_from_meta(row(original.id).meta)
+    assert captured.args == [] and captured.kwargs == {"account_id": account, "since": since,
+                                                       "note": "by keyword"}
+
+    PartnerStatus.objects.filter(name="billing").update(down=False)
+    assert task_retry(actor=actor, task_ids=[original.id]).ok
+    retry_id = RunRetry.objects.get(original_task_id=original.id).retry_task_id
+    retried = poll_until(lambda: finished(retry_id), timeout=30, message="the retry ends")
+
+    assert retried.status == "SUCCESS", retried.traceback
+    received = json.loads(retried.result)
+    assert received["types"] == ["UUID", "datetime", "str"]
+    assert (received["account_id"], received["since"]) == (str(account), since.isoformat())
+
+
 def test_runs_without_a_faithful_capture_are_refused_with_the_reason(actor, isolated_broker):
     TaskResult.objects.create(task_id="legacy-run", task_name=FLAKY, status="FAILURE",
                               task_args="\"('x',)\"", meta=None)
@@ -115,6 +141,7 @@ def executed(worker, task_name: str = FLAKY) -> int:
     return stats.total_tasks.get(task_name, 0) if stats else -1
 
 
+@pytest.mark.db_engine
 def test_bulk_retry_of_1000_runs_killed_halfway_and_resumed_sends_each_exactly_once(
     start_worker, actor
 ):
@@ -137,8 +164,13 @@ def test_bulk_retry_of_1000_runs_killed_halfway_and_resumed_sends_each_exactly_o
     assert 300 <= halfway.sent < 1000 and halfway.state == "running"
 
     start_worker("default", concurrency=1, env=slow_runner)
+    from django.utils import timezone
+
     from taskops.services import retry_job_resume
 
+    # The dead runner's lease (2 s) must run out first: a worker can start faster than that.
+    poll_until(lambda: (RetryJob.objects.get(pk=job.pk).lease_until or timezone.now()) <= timezone.now(),
+               timeout=10, message="the dead runner's lease runs out")
     assert retry_job_resume(actor=actor, job_id=job.pk).ok
     done = poll_until(lambda: RetryJob.objects.filter(pk=job.pk, state="done").first(),
                       timeout=120, message="the resumed job finishes")
@@ -152,6 +184,7 @@ def test_bulk_retry_of_1000_runs_killed_halfway_and_resumed_sends_each_exactly_o
     assert RetryJobItem.objects.filter(job=job, state="sent").count() == 1000
 
 
+@pytest.mark.db_engine
 def test_a_runner_dying_between_publish_and_confirm_never_causes_a_second_run(
     start_worker, actor
 ):
@@ -186,6 +219,7 @@ def test_a_runner_dying_between_publish_and_confirm_never_causes_a_second_run(
     assert len(retry_plans(originals)) == 50
 
 
+@pytest.mark.db_engine
 def test_a_job_fanned_out_to_publisher_processes_in_a_worker_sends_each_run_exactly_once(
     start_worker, actor
 ):
@@ -221,6 +255,7 @@ def _dies_halfway_through(sends, **options):
     return _dies_halfway_through.publish(sends, **options)
 
 
+@pytest.mark.db_engine
 def test_a_publisher_process_dying_mid_chunk_fails_the_job_and_the_resume_sends_nothing_twice(
     isolated_broker, start_worker, actor, settings, monkeypatch
 ):

@@ -12,7 +12,7 @@ from kombu.utils.json import dumps
 
 from taskops.models import AuditEntry, RetryJob, RunRetry
 from tests.support.poll import poll_until
-from tests.support.tasks import send, unique
+from tests.support.tasks import captured_meta, send, unique
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,6 +35,19 @@ def failed_sync(start_worker):
     return sent.id, queue
 
 
+@pytest.fixture
+def captured_failure(fake_cluster):
+    """A failed sync_invoices run with its call captured as the worker hook stores it (no worker:
+    the edited arguments below are refused before anything is sent)."""
+    task_id, queue = str(uuid.uuid4()), unique("edit")
+    TaskResult.objects.create(
+        task_id=task_id, task_name="demo.tasks.sync_invoices", status="FAILURE",
+        content_type="application/json", meta=captured_meta(
+            "demo.tasks.sync_invoices", args=[str(uuid.uuid4()), "2026-01-01T00:00:00+00:00"],
+            routing_key=queue))
+    return task_id, queue
+
+
 @pytest.mark.parametrize(
     ("args", "kwargs", "error"),
     [
@@ -45,9 +58,9 @@ def failed_sync(start_worker):
     ],
 )
 def test_bad_edited_arguments_show_a_form_error_and_send_nothing(
-    role_client, failed_sync, args, kwargs, error
+    role_client, captured_failure, fake_cluster, args, kwargs, error
 ):
-    task_id, queue = failed_sync
+    task_id, queue = captured_failure
     client = role_client("Support")
 
     response = client.post(reverse("admin:taskops_taskrun_retry_edited", args=[task_id]),
@@ -57,6 +70,7 @@ def test_bad_edited_arguments_show_a_form_error_and_send_nothing(
     assert error in response.content.decode()
     assert not RunRetry.objects.exists()
     assert not AuditEntry.objects.filter(action="task.retry_edited").exists()
+    assert fake_cluster.sent == []
 
 
 def test_edited_arguments_are_sent_with_their_types(role_client, failed_sync):

@@ -87,9 +87,10 @@ def _confirm(client, preview, reason: str = "move staging schedules to productio
                        follow=True)
 
 
+@pytest.mark.db_engine
 @pytest.mark.parametrize("file_format", ["json", "yaml", "csv", "xlsx"])
 def test_an_export_imported_into_an_empty_database_recreates_it_and_a_second_import_changes_nothing(
-    file_format, role_client, isolated_broker
+    file_format, role_client, fake_cluster
 ):
     for definition in SCHEDULES:
         definition_apply(definition)
@@ -123,8 +124,9 @@ def test_an_export_imported_into_an_empty_database_recreates_it_and_a_second_imp
         assert client.get(reverse(EXPORT), {"format": file_format}).content == content
 
 
+@pytest.mark.db_engine
 def test_the_preview_shows_field_changes_writes_nothing_and_the_import_keeps_a_version(
-    role_client, isolated_broker
+    role_client, fake_cluster
 ):
     definition_apply({**SCHEDULES[0], "priority": 3})
     definition_apply(SCHEDULES[1])
@@ -183,7 +185,7 @@ BAD_FILES = [
 
 @pytest.mark.parametrize(("file_name", "content", "file_format", "message"), BAD_FILES)
 def test_a_file_that_cannot_be_read_is_explained_on_the_form(file_name, content, file_format,
-                                                             message, role_client, isolated_broker):
+                                                             message, role_client, fake_cluster):
     response = _preview(role_client("Operations"), content, file_name, file_format)
 
     assert response.status_code == 200
@@ -191,7 +193,7 @@ def test_a_file_that_cannot_be_read_is_explained_on_the_form(file_name, content,
     assert "plan" not in response.context and not PeriodicTask.objects.exists()
 
 
-def test_rows_with_problems_are_listed_and_block_the_whole_import(role_client, isolated_broker):
+def test_rows_with_problems_are_listed_and_block_the_whole_import(role_client, fake_cluster):
     csv_text = (
         "name,task,schedule_kind,minute,hour,timezone,every,period,priority,args,enabled\n"
         "good,demo.tasks.generate_report,interval,,,,10,minutes,,,\n"
@@ -221,7 +223,7 @@ def test_rows_with_problems_are_listed_and_block_the_whole_import(role_client, i
 
 
 def test_the_confirm_needs_a_reason_and_an_unaltered_preview_of_the_same_user(
-    role_client, django_user_model, isolated_broker
+    role_client, django_user_model, fake_cluster
 ):
     client = role_client("Operations")
     preview = _preview(client, json.dumps([{**SCHEDULES[1], "schedule_kind": "interval",
@@ -242,7 +244,8 @@ def test_the_confirm_needs_a_reason_and_an_unaltered_preview_of_the_same_user(
     assert list(AuditEntry.objects.values_list("action", "outcome")) == [("schedule.import", "refused")] * 3
 
 
-def test_schedules_changed_since_the_preview_stop_the_whole_import(role_client, isolated_broker):
+@pytest.mark.db_engine
+def test_schedules_changed_since_the_preview_stop_the_whole_import(role_client, fake_cluster):
     definition_apply(SCHEDULES[1])
     client = role_client("Operations")
     rows = [{"name": "brand new", "task": REPORT, "schedule_kind": "interval", "every": 1,
@@ -265,7 +268,7 @@ def test_schedules_changed_since_the_preview_stop_the_whole_import(role_client, 
 
 
 def test_with_approvals_on_an_import_waits_for_a_second_operator(role_client, settings,
-                                                                 django_user_model, isolated_broker):
+                                                                 django_user_model, fake_cluster):
     from taskops.services import Actor, approval_decide
 
     settings.TASKOPS_REQUIRE_APPROVAL = True
@@ -285,7 +288,7 @@ def test_with_approvals_on_an_import_waits_for_a_second_operator(role_client, se
     assert ScheduleVersion.objects.get(name="approved one").actor_name == "second-operator"
 
 
-def test_support_and_managers_export_but_may_not_import(role_client, isolated_broker):
+def test_support_and_managers_export_but_may_not_import(role_client, fake_cluster):
     definition_apply(SCHEDULES[0])
     for role in ("Support", "Managers"):
         client = role_client(role)
@@ -300,7 +303,7 @@ def test_support_and_managers_export_but_may_not_import(role_client, isolated_br
     assert AuditEntry.objects.filter(action="schedule.export", outcome="ok").count() == 2
 
 
-def test_export_of_some_schedules_and_an_unknown_format(role_client, isolated_broker):
+def test_export_of_some_schedules_and_an_unknown_format(role_client, fake_cluster):
     for definition in SCHEDULES[:3]:
         definition_apply(definition)
     client = role_client("Managers")
@@ -334,7 +337,7 @@ FUZZ_ROWS = st.lists(VALID_ROW | st.fixed_dictionaries(
     min_size=1, max_size=4)
 
 
-def test_any_rows_give_a_plan_or_a_clear_error_and_write_nothing(isolated_broker):
+def test_any_rows_give_a_plan_or_a_clear_error_and_write_nothing(fake_cluster):
     """Whatever a JSON, YAML or CSV file holds, the preview explains it; it never fails or writes."""
     import yaml
 

@@ -116,6 +116,7 @@ def _messages(client: redis.Redis, key: str) -> list[dict]:
     return [json.loads(raw) for raw in client.lrange(key, 0, -1)]
 
 
+@pytest.mark.db_engine
 def test_run_now_sends_what_beat_sends_on_the_schedules_queue_with_its_priority_and_shows_in_its_history(
     role_client, isolated_broker, start_beat, start_worker
 ):
@@ -193,7 +194,8 @@ def test_run_now_follows_exchange_and_routing_key_and_refuses_broken_json(role_c
     assert editor.status_code == 200 and "{not json" in editor.content.decode()
 
 
-def test_each_change_is_a_version_with_a_diff_and_a_restore_is_a_new_version(role_client, isolated_broker):
+@pytest.mark.db_engine
+def test_each_change_is_a_version_with_a_diff_and_a_restore_is_a_new_version(role_client, fake_cluster):
     client = role_client("Operations")
     name = unique("report")
     task = _add(client, name, queue="reports", kind="crontab", minute="0", hour="2",
@@ -231,7 +233,7 @@ def test_each_change_is_a_version_with_a_diff_and_a_restore_is_a_new_version(rol
     assert AuditEntry.objects.filter(action="schedule.restore", target=name).exists()
 
 
-def test_a_deleted_schedule_is_restored_from_its_versions(role_client, isolated_broker):
+def test_a_deleted_schedule_is_restored_from_its_versions(role_client, fake_cluster):
     client = role_client("Operations")
     name = unique("to-delete")
     task = _add(client, name, endpoint="gone", reason="temporary")
@@ -254,7 +256,7 @@ def test_a_deleted_schedule_is_restored_from_its_versions(role_client, isolated_
         again.pk}
 
 
-def test_an_unknown_task_is_refused_unless_forced_then_recorded_and_flagged(role_client, isolated_broker):
+def test_an_unknown_task_is_refused_unless_forced_then_recorded_and_flagged(role_client, fake_cluster):
     client = role_client("Operations")
     name = unique("future")
     data = _form(name, queue="default", endpoint="x", task="billing.tasks.not_deployed_yet",
@@ -274,7 +276,7 @@ def test_an_unknown_task_is_refused_unless_forced_then_recorded_and_flagged(role
     assert "data-task-unknown" in listing and "unknown task" in listing
 
 
-def test_celerys_own_backend_cleanup_is_a_known_task_not_an_unknown_one(role_client, isolated_broker):
+def test_celerys_own_backend_cleanup_is_a_known_task_not_an_unknown_one(role_client, fake_cluster):
     client = role_client("Operations")
     name = unique("cleanup")
 
@@ -287,7 +289,8 @@ def test_celerys_own_backend_cleanup_is_a_known_task_not_an_unknown_one(role_cli
     assert name in listing and "data-task-unknown" not in listing
 
 
-def test_a_stale_edit_is_refused_instead_of_overwriting_a_newer_change(role_client, isolated_broker):
+@pytest.mark.db_engine
+def test_a_stale_edit_is_refused_instead_of_overwriting_a_newer_change(role_client, fake_cluster):
     client = role_client("Operations")
     task = _add(client, unique("shared"))
     opened = definition_fingerprint(definition_of(task))
@@ -302,7 +305,7 @@ def test_a_stale_edit_is_refused_instead_of_overwriting_a_newer_change(role_clie
     assert AuditEntry.objects.get(reason="second editor").outcome == "refused"
 
 
-def test_clone_and_enable_actions_need_a_reason_and_keep_versions(role_client, isolated_broker):
+def test_clone_and_enable_actions_need_a_reason_and_keep_versions(role_client, fake_cluster):
     client = role_client("Operations")
     name = unique("base")
     task = _add(client, name, enabled="")
@@ -326,7 +329,8 @@ def test_clone_and_enable_actions_need_a_reason_and_keep_versions(role_client, i
         "created", "enabled"]
 
 
-def test_the_list_makes_the_same_number_of_queries_for_5_or_60_schedules(role_client, isolated_broker):
+@pytest.mark.db_engine
+def test_the_list_makes_the_same_number_of_queries_for_5_or_60_schedules(role_client, fake_cluster):
     every = IntervalSchedule.objects.create(every=10, period="minutes")
     client = role_client("Operations")
 
@@ -358,7 +362,7 @@ ROLE_STATUS = {  # (read, edit)
 
 
 @pytest.mark.parametrize("role", ROLE_STATUS)
-def test_operations_edit_and_run_support_and_managers_read(role, role_client, isolated_broker):
+def test_operations_edit_and_run_support_and_managers_read(role, role_client, fake_cluster):
     every = IntervalSchedule.objects.create(every=10, period="minutes")
     task = PeriodicTask.objects.create(name=unique("perm"), task=TASK, interval=every, enabled=False)
     client = role_client(role)
@@ -404,7 +408,7 @@ ODD = st.one_of(
 )
 
 
-def test_no_editor_or_preview_input_gives_a_500(role_client, isolated_broker):
+def test_no_editor_or_preview_input_gives_a_500(role_client, fake_cluster):
     client = role_client("Operations")
     client.raise_request_exception = False
     every = IntervalSchedule.objects.create(every=10, period="minutes")

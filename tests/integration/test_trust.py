@@ -28,6 +28,7 @@ def _failed_runs(count: int) -> list[str]:
     return ids
 
 
+@pytest.mark.db_engine
 @pytest.mark.parametrize("decision", ["waiting", "rejected", "withdrawn", "expired"])
 def test_a_bulk_job_under_an_approval_that_is_not_given_cannot_be_resumed(
     decision, actor, isolated_broker, settings
@@ -50,6 +51,7 @@ def test_a_bulk_job_under_an_approval_that_is_not_given_cannot_be_resumed(
     assert AuditEntry.objects.filter(action="task.retry_bulk_resume").get().outcome == "refused"
 
 
+@pytest.mark.db_engine
 def test_a_running_job_is_resumed_only_once_its_runners_lease_ran_out(actor, isolated_broker, settings):
     job = RetryJob.objects.create(description="stuck", total=3, state=RetryJob.State.RUNNING,
                                   lease_owner="runner-1",
@@ -68,6 +70,7 @@ def test_a_running_job_is_resumed_only_once_its_runners_lease_ran_out(actor, iso
     assert waiting(settings.TASKOPS_QUEUE) == 2
 
 
+@pytest.mark.db_engine
 def test_resume_over_http_of_a_job_waiting_for_approval_sends_nothing(
     actor, isolated_broker, settings, client
 ):

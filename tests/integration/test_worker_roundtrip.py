@@ -9,7 +9,7 @@ from django_celery_results.models import TaskResult
 from taskops.conf import celery_app
 from tests.support.poll import poll_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.smoke]
 
 
 def _finished(task_id: str) -> TaskResult | None:

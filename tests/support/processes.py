@@ -193,6 +193,16 @@ class WorkerProcess:
     def stop(self, *, timeout: float = 20) -> None:
         stop_process_group(self.process, timeout=timeout)
 
+    def kill(self) -> None:
+        """End the worker and its pool at once (a test that is over needs no warm shutdown)."""
+        if not self.process:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+
 
 @dataclass
 class BeatProcess:

@@ -38,3 +38,15 @@ def waiting(queue: str) -> int:
     from taskops import broker
 
     return broker.queue_depths([queue], discover=False).queues[queue].depth
+
+
+def captured_meta(task: str, *, args=(), kwargs=None, routing_key: str = "", priority: int = 0) -> str:
+    """A TaskResult.meta holding a captured call as the worker hook stores it (taskops.capture)."""
+    from kombu.utils.json import dumps
+
+    from taskops.capture import CALL_KEY, CAPTURE_VERSION
+
+    return dumps({"children": [], CALL_KEY: {
+        "v": CAPTURE_VERSION, "task": task, "args": list(args), "kwargs": dict(kwargs or {}),
+        "exchange": "", "routing_key": routing_key, "priority": priority, "time_limit": None,
+        "soft_time_limit": None, "headers": {}}})

@@ -56,3 +56,14 @@ def test_seed_twice_gives_the_same_users_and_schedules():
     assert support.is_staff and not support.is_superuser
     assert list(support.groups.values_list("name", flat=True)) == ["Support"]
     assert User.objects.filter(username__in=[u.username for u in DEMO_USERS]).count() == 4
+
+
+@pytest.mark.django_db
+def test_the_health_check_fires_as_often_as_the_setting_says(settings):
+    settings.DEMO_HEALTH_CHECK_SECONDS = 3
+
+    demo_schedules_seed()
+
+    check = PeriodicTask.objects.get(name="Partner API health check")
+    assert (check.interval.every, check.interval.period) == (3, "seconds")
+    assert check.description.startswith("Every 3 s")

@@ -16,7 +16,7 @@ from kombu.utils.json import dumps
 
 from taskops.capture import CALL_KEY, CAPTURE_VERSION
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.db_engine]
 
 TABLE = "django_celery_results_taskresult"
 ROWS = 3000

@@ -13,7 +13,7 @@ from django_celery_results.models import TaskResult
 from taskops.models import RunRetry
 from taskops.paginators import CappedCountPaginator
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.db_engine]
 
 
 @pytest.fixture

@@ -1,0 +1,150 @@
+"""The control adapter's reading of worker replies, without a broker: flattening, errors, stats, tasks."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from taskops import control
+from taskops.control import CommandResult, TaskInfo, WorkerStats
+
+
+@pytest.fixture
+def replies(monkeypatch):
+    """Make the next broadcasts answer with the given raw replies (Celery's list of {worker: answer})."""
+    sent: list[dict] = []
+
+    def answer(raw: list[dict] | dict[str, list[dict]]):
+        """`raw`: the replies to any command, or {command: replies} (others get no reply)."""
+        def broadcast(command, arguments, *, destination, limit, timeout):
+            sent.append({"command": command, "arguments": arguments, "destination": destination,
+                         "limit": limit, "timeout": timeout})
+            return raw.get(command, []) if isinstance(raw, dict) else raw
+        monkeypatch.setattr(control, "_broadcast", broadcast)
+        return sent
+
+    return answer
+
+
+def test_ok_error_and_bare_answers_are_told_apart_and_silent_workers_are_missing(replies):
+    sent = replies([{"a@h": {"ok": "pool will grow"}}, {"b@h": {"error": "unknown task"}},
+                    {"c@h": "pong-ish"}])
+
+    result = control.pool_grow(1, destination=["a@h", "b@h", "c@h", "d@h"])
+
+    assert result == CommandResult(command="pool_grow", replies={"a@h": "pool will grow", "c@h": "pong-ish"},
+                                   errors={"b@h": "unknown task"}, missing=("d@h",))
+    assert result.answered == ("a@h", "b@h", "c@h") and not result.ok
+    assert sent == [{"command": "pool_grow", "arguments": {"n": 1}, "destination": ["a@h", "b@h", "c@h", "d@h"],
+                     "limit": 4, "timeout": None}]
+
+
+def test_a_command_is_ok_only_when_every_expected_worker_answered_without_error():
+    assert CommandResult("x", {"a": "ok"}, {}, ()).ok
+    assert not CommandResult("x", {}, {}, ()).ok  # nobody answered is not success
+    assert not CommandResult("x", {"a": "ok"}, {"b": "no"}, ()).ok
+    assert not CommandResult("x", {"a": "ok"}, {}, ("b",)).ok
+
+
+def test_revoke_goes_to_every_worker_and_waits_for_the_expected_ones(replies):
+    sent = replies([{"a@h": {"ok": "tasks {'t1'} flagged as revoked"}}])
+
+    result = control.revoke(["t1"], terminate=True, signal="SIGKILL", expected=["a@h", "b@h"])
+
+    assert (result.replies, result.missing) == ({"a@h": "tasks {'t1'} flagged as revoked"}, ("b@h",))
+    assert sent[0]["destination"] is None and sent[0]["limit"] == 2
+    assert sent[0]["arguments"] == {"task_id": ["t1"], "terminate": True, "signal": "SIGKILL"}
+
+
+def test_no_reply_at_all_is_an_empty_result_not_an_error(replies):
+    replies([])
+
+    result = control.rate_limit("t", "", destination=None)
+
+    assert result == CommandResult("rate_limit", {}, {}, ())
+    assert control.worker_ping() == [] and control.worker_discover() == []
+
+
+def test_pings_are_read_per_worker_sorted_and_only_pong_is_ok(replies):
+    replies([{"b@h": {"ok": "pong"}}, {"a@h": {"ok": "pong"}, "c@h": {"error": "x"}}])
+
+    assert control.worker_ping() == [control.WorkerPing("a@h", True), control.WorkerPing("b@h", True),
+                                     control.WorkerPing("c@h", False)]
+
+
+STATS = {
+    "pid": 4242, "uptime": 17, "prefetch_count": 8,
+    "pool": {"implementation": "celery.concurrency.prefork:TaskPool", "max-concurrency": 2,
+             "processes": [11, 12]},
+    "total": {"demo.tasks.flaky_call": 3, "demo.tasks.generate_report": 2},
+    "broker": {"transport": "redis", "hostname": "secret-host", "password": "hunter2"},
+    "autoscaler": {"max": 4, "min": 1},
+}
+
+
+def test_stats_keep_what_the_console_shows_and_drop_the_broker_details(replies):
+    replies([{"a@h": STATS}, {"b@h": {}}])
+
+    stats = control.worker_stats(destination=["a@h", "b@h"])
+
+    assert stats["a@h"] == WorkerStats(
+        name="a@h", pid=4242, pool_implementation="TaskPool", pool_max_concurrency=2,
+        pool_processes=(11, 12), prefetch_count=8, uptime_seconds=17,
+        total_tasks={"demo.tasks.flaky_call": 3, "demo.tasks.generate_report": 2},
+        autoscaler={"max": 4, "min": 1}, broker_transport="redis")
+    assert stats["a@h"].processed == 5
+    assert "hunter2" not in repr(stats) and "secret-host" not in repr(stats)
+    assert stats["b@h"] == WorkerStats(name="b@h", pid=None, pool_implementation="",
+                                       pool_max_concurrency=None, pool_processes=(),
+                                       prefetch_count=None, uptime_seconds=None)
+
+
+def test_registered_entries_are_split_into_names_and_attributes():
+    parsed = control._registered_by_worker({"a@h": [
+        "demo.tasks.generate_report [rate_limit=10/m]", "demo.tasks.flaky_call",
+        "demo.tasks.odd [rate_limit=1/s queue=x]"], "b@h": None})
+
+    assert parsed == {"a@h": {"demo.tasks.flaky_call": {},
+                              "demo.tasks.generate_report": {"rate_limit": "10/m"},
+                              "demo.tasks.odd": {"rate_limit": "1/s", "queue": "x"}},
+                      "b@h": {}}
+
+
+def test_active_and_scheduled_tasks_become_task_infos_with_bounded_reprs():
+    started = 1_780_000_000.5
+    active = {"id": "t1", "name": "demo.tasks.slow_task", "args": ["x" * 500], "kwargs": {"k": 1},
+              "time_start": started, "acknowledged": True, "worker_pid": 99,
+              "delivery_info": {"routing_key": "reports", "priority": 3}}
+    scheduled = {"eta": "2026-01-01T00:00:00+00:00", "priority": 6,
+                 "request": {"id": "t2", "type": "demo.tasks.generate_report", "args": [], "kwargs": {}}}
+
+    running = control._tasks_by_worker({"a@h": [active], "b@h": None})
+    waiting = control._tasks_by_worker({"a@h": [scheduled]}, scheduled=True)
+
+    info = running["a@h"][0]
+    assert (info.id, info.name, info.queue, info.priority, info.pid, info.acknowledged) == (
+        "t1", "demo.tasks.slow_task", "reports", 3, 99, True)
+    assert info.started_at == datetime.fromtimestamp(started, tz=timezone.utc)
+    assert len(info.args) < 300 and info.args.startswith("['xxx")  # cut by reprlib, never whole
+    assert running["b@h"] == ()
+    assert waiting["a@h"] == (TaskInfo(id="t2", name="demo.tasks.generate_report", args="[]", kwargs="{}",
+                                       worker="a@h", eta="2026-01-01T00:00:00+00:00", priority=6),)
+
+
+def test_snapshots_of_silent_workers_have_no_stats(replies):
+    replies({"stats": [{"a@h": STATS}], "active_queues": [{"a@h": [{"name": "reports"}]}],
+             "active": [{"a@h": []}]})
+
+    snapshots = control.worker_snapshots(["a@h", "z@h"])
+
+    assert snapshots["a@h"].answered and not snapshots["z@h"].answered
+    assert snapshots["a@h"].queues == ("reports",) and snapshots["a@h"].stats.pid == 4242
+    assert snapshots["z@h"].active == () and snapshots["z@h"].registered is None
+    assert control.worker_snapshots([]) == {} and control.worker_registered([]) == {}
+
+
+def test_without_named_workers_a_call_waits_its_whole_timeout_and_with_them_only_for_them():
+    assert control._limit(None) is None and control._limit([]) is None
+    assert control._limit(["a", "b"]) == 2
+    assert control._timeout(None) == 1.0 and control._timeout(0.3) == 0.3
