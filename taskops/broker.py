@@ -270,7 +270,7 @@ def _redis_depths(conn, names: list[str], *, discover: bool) -> BrokerReading:
 def _decode_body(entry: dict) -> tuple[object, object]:
     try:
         body = entry.get("body", "")
-        if (entry.get("properties") or {}).get("body_encoding") == "base64":
+        if _object(entry.get("properties")).get("body_encoding") == "base64":
             body = base64.b64decode(body)
         args, kwargs, _embed = json.loads(body)
         return args, kwargs
@@ -278,13 +278,25 @@ def _decode_body(entry: dict) -> tuple[object, object]:
         return None, None
 
 
+def _object(value) -> dict:
+    """`value` when it is a JSON object, else an empty one (a sender may put anything in a queue)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _count(value) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def _waiting_message(position: int, raw: bytes | str, step: int) -> WaitingMessage:
     try:
-        entry = json.loads(raw)
+        entry = _object(json.loads(raw))
     except (ValueError, TypeError):
         entry = {}
-    headers = entry.get("headers") or {}
-    properties = entry.get("properties") or {}
+    headers = _object(entry.get("headers"))
+    properties = _object(entry.get("properties"))
     # The sender's reprs (it may have masked them), else the body's values; masked by key.
     args, kwargs = headers.get("argsrepr"), headers.get("kwargsrepr")
     if args is None or kwargs is None:
@@ -300,7 +312,7 @@ def _waiting_message(position: int, raw: bytes | str, step: int) -> WaitingMessa
         kwargs=repr_mask(str(kwargs))[:1000],
         eta=str(headers.get("eta") or ""),
         expires=str(headers.get("expires") or ""),
-        retries=int(headers.get("retries") or 0),
+        retries=_count(headers.get("retries")),
         priority=priority if priority is not None else step,
         root_id=str(headers.get("root_id") or ""),
         parent_id=str(headers.get("parent_id") or ""),

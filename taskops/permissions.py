@@ -51,10 +51,13 @@ def read_only() -> bool:
     return config.read_only
 
 
+READ_ONLY_REFUSAL = "The console is in read-only mode (TASKOPS_READ_ONLY): nothing can be changed."
+
+
 def action_refusal(user: User | AnonymousUser, action: str) -> str:
     """Why `user` may not perform `action`, in words for that person."""
     if action in MUTATING_ACTIONS and read_only():
-        return "The console is in read-only mode (TASKOPS_READ_ONLY): nothing can be changed."
+        return READ_ONLY_REFUSAL
     return f"You may not {action.replace('.', ' ').replace('_', ' ')}: your role does not allow it."
 
 

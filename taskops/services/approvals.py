@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from taskops.conf import config
 from taskops.models import AuditEntry, PendingAction
-from taskops.permissions import can
+from taskops.permissions import READ_ONLY_REFUSAL, can
 from taskops.services.base import ActionOutcome, ActionRefused, Actor, AuditedAction
 
 # Dangerous actions: each one needs a typed reason and, when approvals are on, a second person.
@@ -84,7 +84,9 @@ def approval_decide(*, actor: Actor, approval_id: int, approve: bool, reason: st
         if pending.state_now != pending.state:  # it expired unseen: record that now
             pending.state, pending.decided_at = pending.state_now, timezone.now()
             pending.save(update_fields=["state", "decided_at"])
-        if pending.state != PendingAction.State.PENDING:
+        if config.read_only:
+            problem = READ_ONLY_REFUSAL
+        elif pending.state != PendingAction.State.PENDING:
             problem = f"Request #{pending.pk} is {pending.get_state_display().lower()}, not pending."
         elif approve and is_requester:
             problem = "You asked for this action: someone else must approve it."
@@ -126,6 +128,8 @@ def approval_cancel(*, actor: Actor, approval_id: int) -> ActionOutcome:
                         {"approval_id": pending.pk})
     if actor.db_user is None or actor.db_user.pk != pending.requested_by_id:
         act.refuse("Only the person who asked may withdraw the request.")
+    if config.read_only:
+        act.refuse(READ_ONLY_REFUSAL)
     updated = PendingAction.objects.filter(pk=pending.pk, state=PendingAction.State.PENDING,
                                            expires_at__gt=timezone.now()).update(
         state=PendingAction.State.CANCELLED, decided_at=timezone.now(),

@@ -82,7 +82,8 @@ def _schedule_version(cluster: Cluster) -> tuple:
 def _latest_retry(cluster: Cluster) -> str:
     from taskops.models import RunRetry
 
-    return RunRetry.objects.filter(original_task_id=cluster.failed_id).order_by("-attempt")[0].retry_task_id
+    latest = RunRetry.objects.filter(original_task_id=cluster.failed_id).order_by("-attempt").first()
+    return latest.retry_task_id if latest else ""
 
 
 REASON = {"reason": "audit coverage"}

@@ -33,6 +33,7 @@ from taskops import publish as real_publish
 from taskops.broker import (
     BrokerReading,
     BrokerStatus,
+    PriorityRange,
     QueueDepth,
     QueueNotPurgeable,
     WaitingMessage,
@@ -51,6 +52,11 @@ _KOMBU_OWN_KEYS = {"unacked", "unacked_index", "unacked_mutex"}
 _pids = itertools.count(os.getpid() * 100)
 
 ADAPTERS = {"control": real_control, "broker": real_broker, "publish": real_publish}
+
+
+# The pure rules of the broker adapter, kept before install() puts the fakes in their place.
+_REAL_CELERY_OWN_QUEUE = real_broker.celery_own_queue
+_REAL_PRIORITY_RANGE = real_broker.priority_range
 
 
 def adapter_functions(module) -> dict[str, object]:
@@ -328,6 +334,14 @@ class FakeCluster:
 
     # --- taskops.broker ---------------------------------------------------------------------
 
+    # Rules that read no broker (names, and the priorities the configured transport takes):
+    # the fake answers with the real rule, so the two cannot differ.
+    def _broker_celery_own_queue(self, name: str) -> bool:
+        return _REAL_CELERY_OWN_QUEUE(name)
+
+    def _broker_priority_range(self, queue: str) -> PriorityRange:
+        return _REAL_PRIORITY_RANGE(queue)
+
     def _broker_broker_status(self, *, timeout: float | None = None) -> BrokerStatus:
         if not self.broker_up:
             return BrokerStatus(ok=False, transport="", latency_ms=None,
@@ -424,8 +438,9 @@ class FakeCluster:
     def task_running(self, worker: str, task_id: str, name: str, args: list, kwargs: dict,
                      queue: str) -> TaskInfo:
         """Make `worker` run a task now, shown as `inspect active` shows it."""
-        info = TaskInfo(id=task_id, name=name, args=real_control._repr.repr(list(args)),
-                        kwargs=real_control._repr.repr(dict(kwargs)), worker=worker,
+        # As a worker answers `inspect active` asked with safe=True: the reprs, cut.
+        info = TaskInfo(id=task_id, name=name, args=saferepr(list(args), 1000),
+                        kwargs=saferepr(dict(kwargs), 1000), worker=worker,
                         started_at=datetime.now(timezone.utc), priority=0, queue=queue,
                         acknowledged=not celery_app().conf.task_acks_late, pid=self.workers[worker].processes[0])
         self.workers[worker].active.append(info)

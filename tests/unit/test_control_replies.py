@@ -112,8 +112,11 @@ def test_registered_entries_are_split_into_names_and_attributes():
 
 
 def test_active_and_scheduled_tasks_become_task_infos_with_bounded_reprs():
+    """Running tasks are asked with safe=True (the sender's reprs, shown cut); waiting ones come
+    with their real values, which the console does not show (the sender may have masked them)."""
     started = 1_780_000_000.5
-    active = {"id": "t1", "name": "demo.tasks.slow_task", "args": ["x" * 500], "kwargs": {"k": 1},
+    active = {"id": "t1", "name": "demo.tasks.slow_task", "args": "['" + "x" * 5000 + "']",
+              "kwargs": "{'k': 1}",
               "time_start": started, "acknowledged": True, "worker_pid": 99,
               "delivery_info": {"routing_key": "reports", "priority": 3}}
     scheduled = {"eta": "2026-01-01T00:00:00+00:00", "priority": 6,
@@ -126,10 +129,12 @@ def test_active_and_scheduled_tasks_become_task_infos_with_bounded_reprs():
     assert (info.id, info.name, info.queue, info.priority, info.pid, info.acknowledged) == (
         "t1", "demo.tasks.slow_task", "reports", 3, 99, True)
     assert info.started_at == datetime.fromtimestamp(started, tz=timezone.utc)
-    assert len(info.args) < 300 and info.args.startswith("['xxx")  # cut by reprlib, never whole
+    assert len(info.args) == 1000 and info.args.startswith("['xxx")  # cut, never whole
+    assert info.kwargs == "{'k': 1}"
     assert running["b@h"] == ()
-    assert waiting["a@h"] == (TaskInfo(id="t2", name="demo.tasks.generate_report", args="[]", kwargs="{}",
-                                       worker="a@h", eta="2026-01-01T00:00:00+00:00", priority=6),)
+    assert waiting["a@h"] == (TaskInfo(id="t2", name="demo.tasks.generate_report",
+                                       args=control.ARGUMENTS_NOT_SHOWN, kwargs="", worker="a@h",
+                                       eta="2026-01-01T00:00:00+00:00", priority=6),)
 
 
 def test_snapshots_of_silent_workers_have_no_stats(replies):
