@@ -15,7 +15,7 @@ from taskops.services import ActionRefused, retry_job_create, retry_job_process,
 from tests.integration.test_retry import _failed_runs
 from tests.support.tasks import unique, waiting
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.db_engine]
 
 CONFIRM = "admin:taskops_taskrun_retry_matching_confirm"
 RETRY_MATCHING = "admin:taskops_taskrun_retry_matching"

@@ -22,7 +22,7 @@ from tests.support.poll import poll_until
 from tests.support.secret_tasks import INCLUDE, SIGN_IN, digest
 from tests.support.tasks import send, unique
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.db_engine]
 
 CARD = "4111 1111 1111 1111"
 PASSWORD = "hunter2-correct-horse"

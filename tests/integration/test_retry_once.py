@@ -20,7 +20,7 @@ from tests.integration.test_retry import FLAKY, _failed_runs, executed
 from tests.support.poll import poll_until
 from tests.support.tasks import unique, waiting
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.db_engine]
 
 
 def _drained(worker, queue: str) -> bool:

@@ -14,7 +14,7 @@ from taskops.models import AuditEntry, RetryJob, RunRetry
 from tests.support.poll import poll_until
 from tests.support.tasks import captured_meta, send, unique
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.db_engine]
 
 
 def finished(task_id: str):

@@ -18,7 +18,7 @@ from taskops.selectors.reports import ReportDefinition, RunFilters
 from taskops.services import ActionRefused, Actor
 from taskops.services.reports import report_export
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.db_engine]
 
 
 def _schedule() -> PeriodicTask:

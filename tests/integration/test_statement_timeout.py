@@ -8,6 +8,8 @@ from django.http import HttpRequest, HttpResponse
 from django.test import override_settings
 from django.urls import include, path
 
+pytestmark = pytest.mark.db_engine  # PostgreSQL's statement_timeout: the PostgreSQL pass runs it
+
 needs_postgres = pytest.mark.skipif(
     connection.vendor != "postgresql",
     reason="statement_timeout is PostgreSQL's: run with DATABASE_URL=postgres://… (make test's "
