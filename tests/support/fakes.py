@@ -67,10 +67,12 @@ def adapter_functions(module) -> dict[str, object]:
 
 
 def _registered_tasks() -> dict[str, dict[str, str]]:
-    """What `inspect registered` lists for this app: its tasks (not Celery's own), with rate limits."""
+    """What `inspect registered` lists for a worker the tests start: the app's tasks (not Celery's
+    own, nor test-only ones a worker gets only with --include), with rate limits."""
     tasks = celery_app().tasks
     return {name: ({"rate_limit": str(task.rate_limit)} if task.rate_limit is not None else {})
-            for name, task in sorted(tasks.items()) if not name.startswith("celery.")}
+            for name, task in sorted(tasks.items())
+            if not name.startswith(("celery.", "tests.")) and not task.__module__.startswith("tests.")}
 
 
 def _no_real_broker(*args, **kwargs):
