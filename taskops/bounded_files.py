@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from xml.parsers import expat
 
+import openpyxl
 import yaml
 
 from taskops.conf import config
@@ -151,8 +152,6 @@ def xlsx_rows(content: bytes, limits: FileLimits) -> list[list[Any]]:
     The archive's sizes and every sheet's rows and columns are checked first (a streaming pass
     that stops at the first limit passed), so openpyxl never reads more than the limits allow.
     """
-    import openpyxl
-
     try:
         with zipfile.ZipFile(io.BytesIO(content)) as archive:
             rows, columns = _xlsx_extent(archive, limits)

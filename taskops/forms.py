@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from django import forms
 from django.core.validators import MaxLengthValidator
+from kombu.utils.json import loads
 
 from taskops.conf import config
 from taskops.masking import PlaceholderWithoutValue, placeholders_fill
+from taskops.selectors.catalog import arguments_problem
 from taskops.storable import value_problem
 from taskops.vocabulary import SIGNALS
 
@@ -84,8 +87,6 @@ def json_value(text: str, kind: type | None = None, label: str = ""):
     Raises ValidationError when `text` is not JSON, not a `kind` (described as `label`), or
     holds what no database stores (NaN, Infinity, 1e999, NUL, a lone surrogate).
     """
-    from kombu.utils.json import loads
-
     try:
         value = loads(text)
     except (ValueError, TypeError, RecursionError) as exc:
@@ -103,17 +104,8 @@ def arguments_check(task_name: str, args: list, kwargs: dict) -> None:
 
     A task that cannot be imported here has nothing to check against and passes.
     """
-    from taskops.selectors.catalog import task_signature
-
-    signature = task_signature(task_name)
-    if signature is None:
-        return
-    try:
-        signature.bind(*args, **kwargs)
-    except TypeError as exc:
-        raise forms.ValidationError(
-            f"The arguments do not fit {task_name}{signature}: {exc}."
-        ) from exc
+    if problem := arguments_problem(task_name, args, kwargs):
+        raise forms.ValidationError(problem)
 
 
 def textareas_limit(form: forms.Form) -> None:
@@ -212,8 +204,6 @@ class RetryEditForm(JsonCallMixin, RetryAgainForm):
 
     def call(self, base):
         """The captured call `base` with this form's arguments and routing."""
-        from dataclasses import replace
-
         queue = self.cleaned_data["queue"]
         return replace(
             base,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.urls import path
 
-from taskops.admin.pages import ReadOnlyConsoleAdmin
+from taskops.admin.pages import ReadOnlyConsoleAdmin, site_view
 from taskops.models import PendingAction
 from taskops.permissions import can
 from taskops.services.approvals import approval_permission
@@ -47,7 +49,7 @@ class PendingActionAdmin(ReadOnlyConsoleAdmin):
         return super().change_view(request, object_id, form_url, context)
 
     def get_urls(self):
-        wrap = self.admin_site.admin_view
+        wrap = functools.partial(site_view, self.admin_site)
         return [
             path("<int:pk>/decide/", wrap(approval_views.approval_decide),
                  name="taskops_pendingaction_decide"),

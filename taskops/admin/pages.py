@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import re
 from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import quote
@@ -174,6 +176,17 @@ class ReadOnlyConsoleAdmin(DeclaredFiltersMixin, admin.ModelAdmin):
 
 
 
+def site_view(admin_site, view: Callable) -> Callable:
+    """`view` behind `admin_site`'s login wrapper, rendering with that site's context (not the global site)."""
+
+    @functools.wraps(view)
+    def with_site(request, *args, **kwargs):
+        request.admin_site = admin_site
+        return view(request, *args, **kwargs)
+
+    return admin_site.admin_view(with_site)
+
+
 class ConsolePageAdmin(ReadOnlyConsoleAdmin):
     """Hooks a table-less console page into the admin through its own URLs."""
 
@@ -185,7 +198,7 @@ class ConsolePageAdmin(ReadOnlyConsoleAdmin):
         opts = self.model._meta
         prefix = f"{opts.app_label}_{opts.model_name}"
         return [
-            path(route, self.admin_site.admin_view(view), name=f"{prefix}_{suffix}")
+            path(route, site_view(self.admin_site, view), name=f"{prefix}_{suffix}")
             for route, view, suffix in self.page_urls()
         ]
 

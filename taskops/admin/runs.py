@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 
 from celery import states as celery_states
@@ -19,6 +20,7 @@ from django.utils import timezone
 from django.utils.html import conditional_escape, escape
 from django.utils.safestring import mark_safe
 from django.utils.http import urlencode
+from django_celery_beat.models import PeriodicTask
 from django_celery_results.admin import GroupResultAdmin as StockGroupResultAdmin
 from django_celery_results.models import GroupResult
 
@@ -28,6 +30,7 @@ from taskops.admin.pages import (
     DeclaredFiltersMixin,
     ReadOnlyConsoleAdmin,
     ReasonActionForm,
+    site_view,
 )
 from taskops.conf import celery_app, config
 from taskops.forms import RetryMatchingForm
@@ -113,8 +116,6 @@ class PeriodicFilter(ValueFilter):
     title, parameter_name, field = "periodic task", "periodic_task_name", "periodic_task_name"
 
     def values(self) -> list[str]:
-        from django_celery_beat.models import PeriodicTask
-
         return list(PeriodicTask.objects.values_list("name", flat=True))
 
 
@@ -464,7 +465,7 @@ class TaskRunAdmin(ReadOnlyConsoleAdmin):
                                     reverse("admin:taskops_taskrun_changelist"))
 
     def get_urls(self):
-        wrap = self.admin_site.admin_view
+        wrap = functools.partial(site_view, self.admin_site)
         return [
             path("retry-matching/", wrap(self.retry_matching), name="taskops_taskrun_retry_matching"),
             path("retry-matching/confirm/", wrap(self.retry_matching_confirm),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from html import escape
 
 from django.contrib import admin
@@ -25,6 +26,7 @@ from taskops.admin.pages import (
     DeclaredFiltersMixin,
     ReasonActionForm,
     name_in_url,
+    site_view,
 )
 from taskops.admin.schedule_transfer import ScheduleTransferAdminMixin
 from taskops.permissions import can
@@ -260,7 +262,7 @@ class PeriodicTaskAdmin(DeclaredFiltersMixin, ScheduleTransferAdminMixin, admin.
         return views.schedule_history(request, task, site=self.admin_site)
 
     def get_urls(self):
-        wrap = self.admin_site.admin_view
+        wrap = functools.partial(site_view, self.admin_site)
         own = [
             ("preview/", views.schedule_preview, "preview"),
             ("versions/", views.schedule_versions, "versions"),

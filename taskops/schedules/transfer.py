@@ -11,6 +11,7 @@ from datetime import datetime, timezone as dt_timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import openpyxl
 import yaml
 from django.core import signing
 from django.utils import timezone
@@ -19,6 +20,7 @@ from django_celery_beat.models import PeriodicTask, crontab_schedule_celery_time
 from import_export import resources, widgets
 from import_export.fields import Field
 from import_export.formats import base_formats
+from openpyxl.utils.exceptions import IllegalCharacterError
 
 from taskops.bounded_files import FileLimits, FileRefused, csv_rows, json_data, xlsx_rows, yaml_data
 from taskops.conf import config
@@ -224,9 +226,6 @@ class SafeXLSX(base_formats.XLSX):
     """XLSX where text stays text (inert_dataset: no cell is a formula), one sheet, header frozen."""
 
     def export_data(self, dataset, **kwargs) -> bytes:
-        import openpyxl
-        from openpyxl.utils.exceptions import IllegalCharacterError
-
         book = openpyxl.Workbook()
         sheet = book.active
         sheet.title = "schedules"

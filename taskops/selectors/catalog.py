@@ -259,6 +259,53 @@ def known_task_names() -> KnownTaskNames:
     return _known(_local_tasks(), worker_registrations())
 
 
+# Celery's own tasks that make sense on a schedule (every worker registers them, unlisted).
+SCHEDULABLE_BUILTINS = frozenset({"celery.backend_cleanup"})
+
+
+def _builtins_here() -> frozenset[str]:
+    """Celery's builtin tasks a schedule may name, as this app registers them."""
+    return frozenset(name for name in celery_app().tasks if name in SCHEDULABLE_BUILTINS)
+
+
+def task_registered(names: set[str]) -> dict[str, bool | None]:
+    """For each of `names`: registered here or on a live worker (True), nowhere live (False), or
+    unknown (None: not every worker answered). Asks the workers only about names unknown here.
+
+    The one answer the schedule list, the editor and the import give to "is this a task?".
+    """
+    builtins = _builtins_here()
+    known: dict[str, bool | None] = {name: True for name in names
+                                     if name in builtins or task_local(name) is not None}
+    missing = set(names) - set(known)
+    if missing:
+        registrations = worker_registrations()
+        on_workers = set().union(*registrations.by_worker.values())
+        for name in missing:
+            known[name] = True if name in on_workers else (False if registrations.complete else None)
+    return known
+
+
+def schedulable_task_names() -> tuple[tuple[str, ...], bool]:
+    """Every task name a schedule may use (registered here or on a live worker), sorted, and
+    whether every worker answered."""
+    known = known_task_names()
+    return tuple(sorted(known.names | _builtins_here())), known.complete
+
+
+def arguments_problem(task_name: str, args: list, kwargs: dict) -> str:
+    """Why `args` and `kwargs` do not fit the signature of `task_name` here ("" when they do, or
+    when the task cannot be imported here and there is nothing to check against)."""
+    signature = task_signature(task_name)
+    if signature is None:
+        return ""
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        return f"The arguments do not fit {task_name}{signature}: {exc}."
+    return ""
+
+
 def send_refusals(*, user: User | AnonymousUser | None, name: str, queue: str,
                   priority: int | None = None) -> dict[str, str]:
     """Why the console will not send task `name` to `queue` at `priority`, by part ("task",

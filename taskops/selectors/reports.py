@@ -18,6 +18,7 @@ from django.db.models import Q, QuerySet
 from django.db.models.functions import Substr
 from django.utils import timezone
 from django.utils.text import slugify
+from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
 from taskops.charts import DayPoint
@@ -250,8 +251,6 @@ def _triggers(rows: list[dict], report: ReportDefinition) -> dict[str, Trigger]:
 
 
 def _schedule_ids(rows: list[dict]) -> dict[str, int]:
-    from django_celery_beat.models import PeriodicTask
-
     names = {row["periodic_task_name"] for row in rows if row["periodic_task_name"]}
     if not names:
         return {}

@@ -18,7 +18,8 @@ from kombu.utils.json import loads as kombu_loads
 from taskops.capture import CapturedCall, NoCapture, call_from_meta
 from taskops.conf import celery_app
 from taskops.masking import arguments_shown, sender_masked, stored_repr, text_mask, value_mask
-from taskops.models import RetryJob, RetryJobItem, RunRetry
+from taskops.models import QueuePause, RetryJob, RetryJobItem, RunRetry, WorkerSeen
+from taskops.selectors.live import configured_queue_names
 
 FINISHED = ("SUCCESS", "FAILURE", "REVOKED")
 
@@ -392,9 +393,6 @@ def run_queue_names() -> list[str]:
     The queues of the Celery configuration, those the workers seen by the console consume
     (recorded when they start), and paused ones.
     """
-    from taskops.models import QueuePause, WorkerSeen
-    from taskops.selectors.live import configured_queue_names
-
     names = set(configured_queue_names())
     for queues in WorkerSeen.objects.values_list("queues", flat=True):
         names.update(q for q in queues or () if isinstance(q, str) and q)

@@ -17,6 +17,7 @@ from django_celery_results.models import TaskResult
 from taskops.models import ScheduleVersion
 from taskops.schedules.definitions import definition_of, schedule_of
 from taskops.schedules.preview import FireTime, Preview, preview, schedule_zone_name
+from taskops.selectors.catalog import schedulable_task_names, task_catalog, task_registered
 from taskops.selectors.runs import display_json
 
 STRIP_LENGTH = 12  # runs in a schedule's history strip
@@ -60,37 +61,10 @@ class TaskNames:
 
 
 def task_names() -> TaskNames:
-    """Every registered task name (the console's registry and each live worker's), for the form."""
-    from taskops.selectors.catalog import task_catalog
-
-    catalog = task_catalog()
-    names = sorted({e.name for e in catalog.entries} | set(SCHEDULABLE_BUILTINS & _builtins_here()))
-    return TaskNames(names=tuple(names), complete=catalog.complete, banners=catalog.banners)
-
-
-# Celery's own tasks that make sense on a schedule (every worker registers them).
-SCHEDULABLE_BUILTINS = frozenset({"celery.backend_cleanup"})
-
-
-def _builtins_here() -> set[str]:
-    from taskops.conf import celery_app
-
-    return {name for name in celery_app().tasks if name.startswith("celery.")}
-
-
-def _registered(names: set[str]) -> dict[str, bool | None]:
-    """Which of `names` a task is registered under; asks the workers only about names unknown here."""
-    from taskops.selectors.catalog import task_local, worker_registrations
-
-    builtins = _builtins_here()  # registered by every worker (workers do not list them)
-    known = {name: True for name in names if name in builtins or task_local(name) is not None}
-    missing = names - set(known)
-    if missing:
-        registrations = worker_registrations()
-        on_workers = set().union(*registrations.by_worker.values())
-        for name in missing:
-            known[name] = True if name in on_workers else (False if registrations.complete else None)
-    return known
+    """Every task name a schedule may use (the console's registry and each live worker's), for the form."""
+    catalog = task_catalog()  # its banners say which workers could not be asked
+    names, complete = schedulable_task_names()
+    return TaskNames(names=names, complete=complete, banners=catalog.banners)
 
 
 def _newest_runs_sql(names: int, per_name: int) -> str:
@@ -174,7 +148,7 @@ def schedule_rows(tasks: list[PeriodicTask], *, now: datetime | None = None) -> 
     """
     now = now or timezone.now()
     runs = schedule_runs([t.name for t in tasks])
-    registered = _registered({t.task for t in tasks})
+    registered = task_registered({t.task for t in tasks})
     return {t.pk: _row(t, runs.get(t.name, []), registered.get(t.task), now) for t in tasks}
 
 

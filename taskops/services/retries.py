@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 from django.utils import timezone
 from django_celery_results.models import TaskResult
+from kombu.utils.json import dumps, loads
 
 from taskops.capture import CapturedCall, NoCapture, call_from_meta
 from taskops.connection import BrokerUnavailable
@@ -244,6 +245,4 @@ def task_retry_edited(
 
 def _jsonable(value):
     """Arguments as the audit log keeps them (JSON with datetimes and UUIDs as strings)."""
-    from kombu.utils.json import dumps, loads
-
     return loads(dumps(value), object_hook=None)

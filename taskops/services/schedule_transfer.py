@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -29,6 +29,7 @@ from taskops.schedules.transfer import (
     schedules_export,
     unknown_columns,
 )
+from taskops.selectors.catalog import arguments_problem, task_registered
 from taskops.services.approvals import approvable, dangerous_gate
 from taskops.services.base import ActionOutcome, Actor, AuditedAction
 from taskops.services.schedule_versions import schedule_version_record
@@ -187,31 +188,24 @@ def _import_run(entries: list[Entry], *, actor: Actor | None, reason: str, recor
 
 
 def _task_warnings(planned: list[PlannedSchedule]) -> tuple[list[PlannedSchedule], list[str]]:
-    """Warn about tasks registered neither here nor on a live worker, and arguments that do not fit."""
-    from dataclasses import replace
-
-    from taskops.conf import celery_app
-    from taskops.forms import arguments_check
-    from taskops.selectors.catalog import task_catalog
-
-    catalog = task_catalog()
-    known = {entry.name for entry in catalog.entries} | set(celery_app().tasks)
-    notes = list(catalog.banners)
-    if not catalog.complete:
+    """Warn about tasks registered neither here nor on a live worker, and arguments that do not fit
+    (as the editor does: selectors.catalog.task_registered and arguments_problem)."""
+    changing = [schedule for schedule in planned if schedule.action != "unchanged"]
+    registered = task_registered({s.definition.get("task") or "" for s in changing})
+    notes = []
+    if None in registered.values():
         notes.append("Not every worker answered: a task reported as unknown may be registered on "
                      "one that did not.")
     checked = []
     for schedule in planned:
         warnings = []
         task_name = schedule.definition.get("task") or ""
-        if schedule.action != "unchanged" and task_name not in known:
+        if schedule.action != "unchanged" and not registered.get(task_name):
             warnings.append(f"task {task_name} is not registered here or on any live worker")
-        elif schedule.action != "unchanged":
-            try:
-                arguments_check(task_name, schedule.definition.get("args") or [],
-                                schedule.definition.get("kwargs") or {})
-            except ValidationError as exc:
-                warnings.append(_error_text(exc))
+        elif schedule.action != "unchanged" and (problem := arguments_problem(
+                task_name, schedule.definition.get("args") or [],
+                schedule.definition.get("kwargs") or {})):
+            warnings.append(problem)
         checked.append(replace(schedule, warnings=tuple(warnings)))
     return checked, notes
 

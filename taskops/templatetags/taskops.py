@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from django import template
+from django.db import DatabaseError
+from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from taskops.conf import config
+from taskops.models import PendingAction
+from taskops.permissions import can, read_only
 from taskops.selectors.dashboard import dashboard_context
+from taskops.services.approvals import approval_permission
 from taskops.web import is_live
 
 register = template.Library()
@@ -61,15 +68,6 @@ def seconds(value) -> str:
 @register.simple_tag(takes_context=True)
 def taskops_safety_banner(context) -> str:
     """Read-only mode, and the approval requests this user may decide on, as a banner."""
-    from django.db import DatabaseError
-    from django.urls import reverse
-    from django.utils import timezone
-
-    from taskops.models import PendingAction
-    from taskops.permissions import can, read_only
-    from taskops.conf import config
-    from taskops.services.approvals import approval_permission
-
     request = context.get("request")
     user = getattr(request, "user", None)
     if user is None or not user.is_active or not user.is_staff:

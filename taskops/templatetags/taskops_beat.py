@@ -6,6 +6,10 @@ import json
 
 from django import template
 
+from taskops.permissions import can
+from taskops.selectors.beat_health import beat_health_shared
+from taskops.web import transfer_url
+
 register = template.Library()
 
 EXPORT_LABELS = (("json", "Export JSON"), ("yaml", "Export YAML"), ("csv", "Export CSV"),
@@ -19,8 +23,6 @@ def taskops_beat_health(health=None) -> dict:
     Pass the BeatHealth a page already has ({% taskops_beat_health health %}); without one the
     shared reading (one per TASKOPS_LIVE_TTL for all viewers) is used.
     """
-    from taskops.selectors.beat_health import beat_health_shared
-
     health = health if health is not None else beat_health_shared()
     shown = health.late[:10]
     return {"health": health, "late_shown": shown, "late_more": len(health.late) - len(shown)}
@@ -29,9 +31,6 @@ def taskops_beat_health(health=None) -> dict:
 @register.simple_tag(takes_context=True)
 def schedule_transfer_links(context) -> dict:
     """{"export": [(label, url)], "import": url or ""}: the links this user may follow."""
-    from taskops.web import transfer_url
-    from taskops.permissions import can
-
     request = context.get("request")
     user = getattr(request, "user", None)
     if user is None:

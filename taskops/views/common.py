@@ -27,7 +27,9 @@ def require(request: HttpRequest, action: str) -> None:
 def render_page(
     request: HttpRequest, template: str, title: str, context: dict, *, site=None
 ) -> TemplateResponse:
-    site = site or admin.site
+    # The site whose URL led here (set by admin.pages.site_view); a middleware's page, outside
+    # any admin site's URLs, uses the default one.
+    site = site or getattr(request, "admin_site", None) or admin.site
     return TemplateResponse(
         request,
         template,

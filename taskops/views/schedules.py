@@ -59,7 +59,7 @@ def _render_edit(request: HttpRequest, *, task: PeriodicTask | None, form: Perio
 def schedule_edit(request: HttpRequest, task: PeriodicTask | None, *, site=None) -> HttpResponse:
     """Add (task None) or edit a schedule; readers see it read-only. A save needs a typed reason."""
     require(request, "schedule.view" if task is not None else "schedule.edit")
-    site = site or admin.site
+    site = site or getattr(request, "admin_site", None) or admin.site
     names = selectors.task_names()
     current = definition_of(task) if task else None
     if request.method != "POST":

@@ -400,3 +400,31 @@ def test_the_import_limits_are_settings(role_client, isolated_broker, settings):
     assert "more than 2 rows" in " ".join(three.context["form"].errors["file"])
     assert "The file is larger than 1 KB." in big.context["form"].errors["file"]
     assert "At most 1 KB." in big.content.decode()
+
+
+def test_the_import_and_the_schedule_list_agree_on_which_task_names_are_tasks(role_client, fake_cluster):
+    """One answer (selectors.catalog.task_registered): Celery's own plumbing such as
+    celery.chord_unlock is no schedulable task for either, celery.backend_cleanup is for both."""
+    from taskops.selectors.schedules import task_names
+
+    rows = [{"name": "unlock chords", "task": "celery.chord_unlock", "schedule_kind": "interval",
+             "every": 5, "period": "minutes"},
+            {"name": "clean results", "task": "celery.backend_cleanup", "schedule_kind": "crontab",
+             "minute": "0", "hour": "4"}]
+    client = role_client("Operations")
+
+    plan = _preview(client, json.dumps(rows), "builtins.json").context["plan"]
+
+    warned = {s.name: s.warnings for s in plan.created}
+    assert warned == {"unlock chords": (
+        "task celery.chord_unlock is not registered here or on any live worker",),
+        "clean results": ()}
+    names = task_names().names
+    assert "celery.backend_cleanup" in names and "celery.chord_unlock" not in names
+    for row in rows:  # the list flags exactly what the import warned about
+        definition_apply({"name": row["name"], "task": row["task"],
+                          "schedule": {"kind": "interval", "every": 5, "period": "minutes"}})
+    listing = client.get(reverse("admin:django_celery_beat_periodictask_changelist")).content.decode()
+    assert listing.count("data-task-unknown") == 1
+    flagged_row = listing[listing.index("data-task-unknown") - 800:listing.index("data-task-unknown")]
+    assert "chord_unlock" in flagged_row and "backend_cleanup" not in flagged_row
