@@ -47,10 +47,6 @@ class _Setting(Generic[T]):
         return self.cast(value) if self.cast is not None else value
 
 
-def _float_or_none(value) -> float | None:
-    return float(value) if value not in (None, "") else None
-
-
 def _int_or_none(value) -> int | None:
     return int(value) if value not in (None, "") else None
 

@@ -179,12 +179,6 @@ def _stepper(schedule: dict[str, Any]):
     raise ValueError(f"Unknown schedule kind {kind!r}.")
 
 
-def _offset_text(offset: timedelta) -> str:
-    minutes = int(offset.total_seconds() // 60)
-    sign = "+" if minutes >= 0 else "−"
-    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
-
-
 def _change_instant(earlier: datetime, later: datetime, tz: tzinfo) -> datetime:
     """The first instant (to the second) in (earlier, later] with later's UTC offset in `tz`."""
     target = later.astimezone(tz).utcoffset()

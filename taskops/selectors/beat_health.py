@@ -64,10 +64,6 @@ class BeatHealth:
             return None
         return max(0.0, (self.checked_at - self.last_dispatch_at).total_seconds())
 
-    @property
-    def late_names(self) -> frozenset[str]:
-        return frozenset(s.name for s in self.late)
-
     def late_for(self, name: str) -> LateSchedule | None:
         """The late or missed run of the schedule `name`, or None (for flags in the schedule list)."""
         return next((s for s in self.late if s.name == name), None)

@@ -1,7 +1,6 @@
 """Writes: every console action, each one audited with its outcome (one module per area)."""
 
 from taskops.services.approvals import (
-    DANGEROUS_ACTIONS,
     approval_cancel,
     approval_decide,
 )
@@ -40,7 +39,6 @@ from taskops.services.live import (
 )
 
 __all__ = [
-    "DANGEROUS_ACTIONS",
     "approval_cancel",
     "approval_decide",
     "AuditedAction",

@@ -13,10 +13,6 @@ from taskops.models import AuditEntry, PendingAction
 from taskops.permissions import READ_ONLY_REFUSAL, can
 from taskops.services.base import ActionOutcome, ActionRefused, Actor, AuditedAction
 
-# Dangerous actions: each one needs a typed reason and, when approvals are on, a second person.
-DANGEROUS_ACTIONS = frozenset({
-    "queue.purge", "task.terminate", "worker.shutdown", "task.retry_bulk", "schedule.import",
-})
 MIN_REASON_LENGTH = 4
 
 # action -> (console permission action, how to carry it out once approved).

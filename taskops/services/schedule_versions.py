@@ -11,10 +11,6 @@ from taskops.schedules.definitions import definition_changes, definition_of
 from taskops.services.base import Actor
 
 
-def schedule_version_latest(name: str) -> ScheduleVersion | None:
-    return ScheduleVersion.objects.filter(name=name).order_by("-created_at", "-id").first()
-
-
 def schedule_version_record(
     *,
     actor: Actor,
