@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseNotAllowed
 from django.urls import NoReverseMatch, reverse
 
 # The periodic task admin (taskops.admin.schedules) names its extra pages "taskops_schedule_<suffix>".
@@ -28,3 +28,11 @@ def schedule_list_url() -> str:
         return reverse("admin:django_celery_beat_periodictask_changelist")
     except NoReverseMatch:
         return reverse("admin:index")
+
+
+def post_only() -> HttpResponseNotAllowed:
+    """The answer to a GET on an action's address (405): a sentence, not a browser's error page."""
+    return HttpResponseNotAllowed(
+        ["POST"], content="This address carries out an action: use the button on the console's page "
+                          "(a form sent with POST). Opening it changes nothing.\n",
+        content_type="text/plain; charset=utf-8")

@@ -14,7 +14,7 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.templatetags import admin_list
 from django.contrib.admin.views.main import ORDER_VAR
 from django.core.exceptions import FieldError, ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import conditional_escape, escape
@@ -48,6 +48,7 @@ from taskops.selectors.runs import RunQueue, run_queue_names
 from taskops.services import Actor
 from taskops.views import runs as run_views
 from taskops.views.common import outcome_perform, render_page, require
+from taskops.web import post_only
 
 STATE_CLASS = {"SUCCESS": "ok", "FAILURE": "bad", "REVOKED": "bad", "RETRY": "warn", "STARTED": "warn"}
 
@@ -421,7 +422,7 @@ class TaskRunAdmin(ReadOnlyConsoleAdmin):
         """POST from the confirmation page: retry every run matching the list's filters, unless
         more would be sent now than the page showed (then it is shown again, nothing sent)."""
         if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
+            return post_only()
         require(request, "task.retry")
         form = RetryMatchingForm(request.POST)
         confirm = reverse("admin:taskops_taskrun_retry_matching_confirm")

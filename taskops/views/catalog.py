@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
 from taskops import selectors, services
 from taskops.forms import TaskRunForm
 from taskops.services import Actor
 from taskops.views.common import outcome_perform, render_page, require
+from taskops.web import post_only
 
 
 def _detail(name: str) -> selectors.TaskDetail:
@@ -44,7 +45,7 @@ def task_detail(request: HttpRequest, name: str) -> HttpResponse:
 def task_run(request: HttpRequest, name: str) -> HttpResponse:
     """Send a new run from the form and go to its page; a form with errors is shown again, unsent."""
     if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
+        return post_only()
     require(request, "task.trigger")
     detail = _detail(name)
     form = _run_form(detail, request.POST)

@@ -8,14 +8,14 @@ from django.contrib import admin, messages
 from django.forms import Form
 from django.db import DatabaseError
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from taskops.forms import ReasonForm
 from taskops.permissions import ACTION_PERMISSIONS, can
 from taskops.services import ActionOutcome, ActionRefused, Actor, OutcomeNotRecorded
-from taskops.web import is_live
+from taskops.web import is_live, post_only
 
 
 def require(request: HttpRequest, action: str) -> None:
@@ -64,7 +64,7 @@ def run_action(
 ) -> HttpResponse:
     """POST only: check `action`, validate the form, run `perform`, flash its outcome, go back."""
     if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
+        return post_only()
     require(request, action)
     form = form_class(request.POST)
     if not form.is_valid():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 
@@ -13,6 +13,7 @@ from taskops.forms import ReasonForm, RetryAgainForm, RetryEditForm
 from taskops.services import Actor
 from taskops.vocabulary import SIGNALS
 from taskops.views.common import outcome_perform, render_page, require, run_action
+from taskops.web import post_only
 
 
 def run_url(task_id: str) -> str:
@@ -52,7 +53,7 @@ def run_detail(request: HttpRequest, task_id: str) -> HttpResponse:
 def run_reveal(request: HttpRequest, task_id: str) -> HttpResponse:
     """POST only: the run page with its hidden values shown, in this response only, once audited."""
     if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
+        return post_only()
     require(request, "run.reveal")
     form = ReasonForm(request.POST)
     if not form.is_valid():
@@ -86,7 +87,7 @@ def run_retry(request: HttpRequest, task_id: str) -> HttpResponse:
 def run_retry_edited(request: HttpRequest, task_id: str) -> HttpResponse:
     """Send the run again with the form's arguments; a form with errors is shown again, not sent."""
     if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
+        return post_only()
     require(request, "task.retry")
     detail = selectors.run_detail(task_id)
     if detail is None:

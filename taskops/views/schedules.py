@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
@@ -18,6 +18,7 @@ from taskops.selectors import schedules as selectors
 from taskops.services import ActionRefused, Actor
 from taskops.services import schedules as services
 from taskops.views.common import outcome_perform, render_page, require, run_action
+from taskops.web import post_only
 
 VERSIONS_PER_PAGE = 50
 
@@ -141,7 +142,7 @@ def _missing(request: HttpRequest, object_id: int) -> HttpResponseRedirect | Non
 def schedule_clone(request: HttpRequest, object_id: int) -> HttpResponse:
     """POST: copy the schedule (disabled) and open the copy."""
     if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
+        return post_only()
     require(request, "schedule.edit")
     form = ReasonForm(request.POST)
     back = edit_url(object_id)
@@ -178,7 +179,7 @@ def run_message(outcome) -> str:
 def schedule_run(request: HttpRequest, object_id: int) -> HttpResponse:
     """POST: send the schedule's task now, as beat would; the message links to the run."""
     if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
+        return post_only()
     require(request, "schedule.run")
     back = edit_url(object_id)
     form = ReasonForm(request.POST)
