@@ -289,6 +289,8 @@ TASKOPS_CELERY_APP = "console.celery:app"
 # Seconds the console waits for the broker or a worker before it shows a banner.
 TASKOPS_CONTROL_TIMEOUT = float(os.environ.get("TASKOPS_CONTROL_TIMEOUT", "1.0"))
 TASKOPS_BROKER_TIMEOUT = float(os.environ.get("TASKOPS_BROKER_TIMEOUT", "1.5"))
+# RabbitMQ only: its management API, for messages in flight (http://user:password@host:15672/).
+TASKOPS_RABBITMQ_API = os.environ.get("TASKOPS_RABBITMQ_API", "")
 # How long many viewers share one reading of the cluster (the dashboard's fastest refresh).
 TASKOPS_LIVE_TTL = float(os.environ.get("TASKOPS_LIVE_TTL", "2.0"))
 # Beat samples queue depths and looks for workers every this many seconds (0 turns it off).

@@ -5,15 +5,18 @@ from __future__ import annotations
 import base64
 import json
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import redis
 from amqp.exceptions import NotFound
 from kombu.transport import virtual
 
-from taskops.conf import celery_app
+from taskops.conf import celery_app, config
 from taskops.connection import BROKER_ERRORS, BrokerUnavailable, broker_connection
 from taskops.masking import repr_mask, value_mask
 
@@ -123,6 +126,8 @@ class BrokerReading:
     in_flight_total: int | None
     seen_queues: tuple[str, ...] = ()
     latency_ms: float = 0.0
+    # Why the in-flight counts are unknown ("" when they are known).
+    in_flight_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -334,24 +339,117 @@ def _redis_peek(conn, name: str, limit: int) -> list[WaitingMessage]:
     return messages
 
 
-# --- AMQP -------------------------------------------------------------------------------------
+# --- AMQP ---------------------------------------------------------------------------------------
+
+# RabbitMQ tells how many messages are taken but not yet acknowledged only through its
+# management API; a passive declare counts the ready ones.
+RABBITMQ_API_NOT_SET = ("In flight unknown: RabbitMQ tells unacknowledged messages only through its "
+                        "management API, and TASKOPS_RABBITMQ_API is not set.")
 
 
-def _amqp_depths(conn, names: list[str]) -> BrokerReading:
-    queues = {}
-    for name in names:
-        channel = conn.channel()
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer (3xx), never followed: the credentials go to the configured host only."""
+
+    def redirect_request(self, *args, **kwargs) -> None:
+        return None
+
+
+_API_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+class _ApiUnanswered(Exception):
+    """The management API gave no usable answer; the message never holds its credentials."""
+
+
+def _rabbitmq_api_request(url: str) -> tuple[str, dict[str, str]]:
+    """The management API's address without credentials, and the Authorization header they make."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _ApiUnanswered("TASKOPS_RABBITMQ_API is not an http:// or https:// address with a host")
+    headers = {"Accept": "application/json"}
+    if parts.username is not None:
+        token = base64.b64encode(
+            f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            .encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    netloc = parts.hostname or ""
+    if ":" in netloc:
+        netloc = f"[{netloc}]"
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", "")), headers
+
+
+def _rabbitmq_api_unacked(vhost: str, *, timeout: float) -> dict[str, int]:
+    """Every queue of `vhost` with its unacknowledged messages, from RabbitMQ's management API
+    (its statistics, a few seconds old). One GET, each socket operation bounded by `timeout`.
+
+    Raises _ApiUnanswered, whose message never holds the credentials.
+    """
+    where = "the address in TASKOPS_RABBITMQ_API"
+    try:
+        base, headers = _rabbitmq_api_request(config.rabbitmq_api)
+        where = base.split("://", 1)[-1]
+        if timeout <= 0:
+            raise _ApiUnanswered(f"no time was left to ask RabbitMQ's management API at {where}")
+        request = urllib.request.Request(
+            f"{base}/api/queues/{quote(vhost, safe='')}?columns=name,messages_unacknowledged",
+            headers=headers)
+        with _API_OPENER.open(request, timeout=timeout) as response:
+            rows = json.loads(response.read(8 * 1024 * 1024))
+    except urllib.error.HTTPError as exc:
+        refused = " (check the user and its monitoring tag)" if exc.code in (401, 403) else ""
+        raise _ApiUnanswered(f"RabbitMQ's management API at {where} answered {exc.code}{refused}") from None
+    except (urllib.error.URLError, OSError) as exc:  # socket errors: they name no address
+        reason = getattr(exc, "reason", None) or exc
+        raise _ApiUnanswered(f"RabbitMQ's management API at {where} did not answer: {reason}") from None
+    except ValueError:  # a port that is no number, an answer that is no JSON
+        raise _ApiUnanswered(f"RabbitMQ's management API at {where} gave no readable answer") from None
+    if not isinstance(rows, list):
+        raise _ApiUnanswered(f"RabbitMQ's management API at {where} answered something else than queues")
+    return {str(row["name"]): _count(row.get("messages_unacknowledged"))
+            for row in rows if isinstance(row, dict) and row.get("name")}
+
+
+def _amqp_declared(conn, name: str) -> QueueDepth:
+    """A passive declare: ready messages and consumers, or a queue the broker does not have."""
+    channel = conn.channel()
+    try:
+        _queue, count, consumers = channel.queue_declare(queue=name, passive=True)
+        return QueueDepth(name=name, depth=count, consumers=consumers)
+    except NotFound:  # the broker closes the channel: the next queue gets a new one
+        return QueueDepth(name=name, depth=0, exists=False)
+    finally:
         try:
-            _queue, count, consumers = channel.queue_declare(queue=name, passive=True)
-            queues[name] = QueueDepth(name=name, depth=count, consumers=consumers)
-        except NotFound:  # the broker closes the channel: the next queue gets a new one
-            queues[name] = QueueDepth(name=name, depth=0, exists=False)
-        finally:
-            try:
-                channel.close()
-            except BROKER_ERRORS:
-                pass
-    return BrokerReading(transport="amqp", queues=queues, in_flight_total=None)
+            channel.close()
+        except BROKER_ERRORS:
+            pass
+
+
+def _amqp_depths(conn, names: list[str], *, discover: bool, deadline: float) -> BrokerReading:
+    """Passive declares for the depths; the management API (when set) for unacknowledged
+    messages and, with `discover`, for every queue of the virtual host."""
+    api: dict[str, int] | None = None
+    note = RABBITMQ_API_NOT_SET
+    if config.rabbitmq_api:
+        try:
+            api = _rabbitmq_api_unacked(conn.virtual_host or "/", timeout=deadline - time.monotonic())
+            note = ""
+        except _ApiUnanswered as exc:
+            note = f"In flight unknown: {exc}."
+    seen = sorted(n for n in api or () if not celery_own_queue(n)) if discover else []
+    queues = {}
+    for name in sorted(set(names) | set(seen)):
+        declared = _amqp_declared(conn, name)
+        unacked = (api or {}).get(name)  # None too for a queue newer than the API's statistics
+        if unacked is not None and declared.exists:
+            declared = QueueDepth(name=name, depth=declared.depth, consumers=declared.consumers,
+                                  in_flight=unacked)
+        queues[name] = declared
+    in_flight_total = (sum(n for name, n in api.items() if not celery_own_queue(name))
+                       if api is not None else None)
+    return BrokerReading(transport="amqp", queues=queues, in_flight_total=in_flight_total,
+                         seen_queues=tuple(seen), in_flight_note=note)
 
 
 # --- Public ------------------------------------------------------------------------------------
@@ -360,24 +458,29 @@ def _amqp_depths(conn, names: list[str]) -> BrokerReading:
 def queue_depths(
     names: Iterable[str], *, discover: bool = True, timeout: float | None = None
 ) -> BrokerReading:
-    """Depths of `names` (plus, with `discover`, every queue bound in a Redis broker).
+    """Depths of `names` (plus, with `discover`, every queue the broker holds or binds).
 
     Redis: one pipeline of LLEN over every priority list of every queue, plus the unacked hash.
-    AMQP: a passive declare per queue. Raises BrokerUnavailable.
+    AMQP: a passive declare per queue (ready messages, consumers); unacknowledged messages and
+    the virtual host's other queues from RabbitMQ's management API when TASKOPS_RABBITMQ_API
+    is set, asked within what is left of `timeout` (else `in_flight_note` says why they are
+    unknown). Raises BrokerUnavailable.
     """
     started = time.monotonic()
+    bound = config.broker_timeout if timeout is None else timeout
     names = sorted(set(names))
     with broker_connection(timeout=timeout) as conn:
         if _transport_name(conn) == "redis":
             reading = _redis_depths(conn, names, discover=discover)
         else:
-            reading = _amqp_depths(conn, names)
+            reading = _amqp_depths(conn, names, discover=discover, deadline=started + bound)
     return BrokerReading(
         transport=reading.transport,
         queues=reading.queues,
         in_flight_total=reading.in_flight_total,
         seen_queues=reading.seen_queues,
         latency_ms=round((time.monotonic() - started) * 1000, 1),
+        in_flight_note=reading.in_flight_note,
     )
 
 

@@ -62,6 +62,9 @@ class ConsoleSettings:
     celery_app: _Setting[str | None] = _Setting(None)  # "module:attr"; None: Celery's current app
     control_timeout: _Setting[float] = _Setting(1.0, float)
     broker_timeout: _Setting[float] = _Setting(2.0, float)
+    # RabbitMQ's management API ("http://user:password@host:15672/"): unacknowledged counts
+    # and every queue of the virtual host; "" leaves them unknown (the pages say so).
+    rabbitmq_api: _Setting[str] = _Setting("", str)
     # How long many viewers share one reading of the cluster.
     live_ttl: _Setting[float] = _Setting(2.0, float)
     # Beat samples depths and workers every this many seconds (0 turns the sampler off).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -10,6 +12,9 @@ from functools import lru_cache
 from typing import Any
 
 from celery.app.control import Control, flatten_reply
+from kombu import Consumer
+from kombu.pidbox import Mailbox
+from kombu.utils.uuid import uuid
 
 from taskops.conf import celery_app, config
 from taskops.connection import BrokerUnavailable, broker_connection
@@ -120,14 +125,66 @@ class CommandResult:
         return bool(self.replies) and not self.errors and not self.missing
 
 
+class _DeadlineMailbox(Mailbox):
+    """kombu's Mailbox, but replies are collected until one deadline, the same way on every broker.
+
+    kombu's `_collect` drains `limit` messages, each with the whole timeout: every message that
+    arrives takes one of the `limit` turns, whether it answers this call or not (a late reply
+    to an earlier call left in a Redis reply list, a reply from a worker nobody waited for
+    because it was believed offline), so an awaited worker's reply can be left unread; and each
+    message restarts the wait. Here only replies with this call's ticket count, the wait ends
+    when every awaited worker has answered or at the deadline, and replies to other calls are
+    dropped rather than kept in `unclaimed`.
+    """
+
+    def replies_collect(self, command: str, arguments: dict[str, Any], *,
+                        destination: list[str] | None, awaited: frozenset[str],
+                        timeout: float) -> list[dict]:
+        """Publish `command` and return the replies that carry its ticket, until every worker in
+        `awaited` has answered (empty: until the deadline) or `timeout` seconds have passed."""
+        ticket = uuid()
+        channel = self.connection.default_channel
+        deadline = time.monotonic() + timeout
+        self._publish(command, arguments, destination=destination, reply_ticket=ticket,
+                      channel=channel, timeout=timeout, serializer=self.serializer)
+        replies: list[dict] = []
+        answered: set[str] = set()
+
+        def on_reply(body, message) -> None:
+            headers = message.headers or {}
+            self.clock.adjust(headers.get("clock") or 0)
+            if headers.get("ticket", ticket) == ticket and isinstance(body, dict):
+                replies.append(body)
+                answered.update(body)
+
+        consumer = Consumer(channel, [self.reply_queue], accept=self.accept, no_ack=True,
+                            callbacks=[on_reply])
+        try:
+            with consumer:
+                while not (awaited and awaited <= answered):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    try:
+                        self.connection.drain_events(timeout=remaining)
+                    except socket.timeout:
+                        break
+        finally:
+            channel.after_reply_message_received(self.reply_queue.name)
+        return replies
+
+
 class _BoundedControl(Control):
     """Celery's Control, publishing on the connection it is given instead of the app's pool.
 
     Celery's own Control publishes every broadcast through the app's shared producer pool,
     whose connections use the workers' retry settings: against a dead broker that hangs for
     minutes. This one keeps Celery's mailbox settings and drops only the pool, so a
-    broadcast goes over the console's short-timeout connection from `broker_connection()`.
+    broadcast goes over the console's short-timeout connection from `broker_connection()`,
+    and its replies are collected by `_DeadlineMailbox`.
     """
+
+    Mailbox = _DeadlineMailbox
 
     def __init__(self, app):
         super().__init__(app)
@@ -156,25 +213,15 @@ def _broadcast(
     arguments: dict[str, Any],
     *,
     destination: list[str] | None,
-    limit: int | None,
+    awaited: Iterable[str] | None,
     timeout: float | None,
 ) -> list[dict]:
-    """Send one remote-control command over a fresh bounded connection and collect replies."""
+    """Send one remote-control command over a fresh bounded connection and collect the replies
+    until every `awaited` worker has answered (none named: the whole timeout) or the timeout."""
     with broker_connection() as conn:
-        return _control().broadcast(
-            command,
-            arguments=arguments,
-            destination=destination,
-            reply=True,
-            timeout=_timeout(timeout),
-            limit=limit,
-            connection=conn,
-        ) or []
-
-
-def _limit(destination: Iterable[str] | None) -> int | None:
-    """Replies to wait for: with named workers, return as soon as each has answered."""
-    return len(list(destination)) if destination else None
+        return _control().mailbox(conn).replies_collect(
+            command, arguments, destination=destination, awaited=frozenset(awaited or ()),
+            timeout=_timeout(timeout))
 
 
 def _timeout(timeout: float | None) -> float:
@@ -195,9 +242,7 @@ def _command(
     as soon as they all have, and those that did not are reported as missing.
     """
     expected = destination if expected is None else expected
-    raw = _broadcast(
-        command, arguments, destination=destination, limit=_limit(expected), timeout=timeout
-    )
+    raw = _broadcast(command, arguments, destination=destination, awaited=expected, timeout=timeout)
     replies: dict[str, str] = {}
     errors: dict[str, str] = {}
     for reply in raw:
@@ -287,9 +332,7 @@ def worker_ping(
     *, destination: list[str] | None = None, timeout: float | None = None
 ) -> list[WorkerPing]:
     """Ping workers (all, or the named ones); an empty list means no worker answered in time."""
-    replies = _broadcast(
-        "ping", {}, destination=destination, limit=_limit(destination), timeout=timeout
-    )
+    replies = _broadcast("ping", {}, destination=destination, awaited=destination, timeout=timeout)
     pings = [
         WorkerPing(name=name, ok=answer.get("ok") == "pong")
         for reply in replies
@@ -307,9 +350,8 @@ def _inspect(
     method: str, destination: list[str] | None, timeout: float | None, **arguments
 ) -> dict[str, Any]:
     """An `inspect()` call ({worker: reply}) over the console's bounded connection."""
-    replies = _broadcast(
-        method, arguments, destination=destination, limit=_limit(destination), timeout=timeout
-    )
+    replies = _broadcast(method, arguments, destination=destination, awaited=destination,
+                         timeout=timeout)
     return flatten_reply(replies)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.fakes import FakeCluster
+from tests.support.rabbitmq import RabbitVhost
 from tests.support.processes import (
     BeatProcess,
     RedisServer,
@@ -78,6 +79,21 @@ def isolated_broker(tmp_path):
 
 
 @pytest.fixture
+def live_broker(request):
+    """The broker a live test's workers use: an isolated Redis (`isolated_broker`) by default, or
+    a fresh RabbitMQ virtual host for a test parametrized with it (tests.support.rabbitmq
+    `on_both_brokers`); the console's Celery app points at it meanwhile. Has `.url`."""
+    if getattr(request, "param", "redis") == "redis":
+        yield request.getfixturevalue("isolated_broker")
+        return
+    vhost = RabbitVhost.create()
+    original = point_app_at(vhost.url)
+    yield vhost
+    point_app_at(original)
+    vhost.delete()
+
+
+@pytest.fixture
 def fake_cluster(monkeypatch) -> FakeCluster:
     """The control, broker and publish adapters answered by one in-memory cluster (no broker, no worker).
 
@@ -88,15 +104,15 @@ def fake_cluster(monkeypatch) -> FakeCluster:
 
 
 @pytest.fixture
-def start_worker(isolated_broker, test_database_url, tmp_path):
-    """Start real workers on the isolated broker: start_worker("q1", "q2", concurrency=2)."""
+def start_worker(live_broker, test_database_url, tmp_path):
+    """Start real workers on the test's broker (`live_broker`): start_worker("q1", "q2", concurrency=2)."""
     started: list[WorkerProcess] = []
 
     def start(*queues: str, concurrency: int = 2, extra_args: tuple[str, ...] = (),
               env: dict[str, str] | None = None) -> WorkerProcess:
         worker = WorkerProcess(
             name=unique_worker_name("w"),
-            broker_url=isolated_broker.url,
+            broker_url=live_broker.url,
             database_url=test_database_url,
             var_dir=tmp_path / "workers",
             queues=queues,

@@ -69,6 +69,7 @@ class ClusterReading:
     in_flight_total: int | None
     latency_ms: float
     banners: tuple[str, ...] = field(default_factory=tuple)
+    in_flight_note: str = ""  # why in-flight counts are unknown (RabbitMQ without its management API)
 
     def queue(self, name: str) -> QueueRow | None:
         return next((q for q in self.queues if q.name == name), None)
@@ -124,12 +125,14 @@ def _read_cluster() -> ClusterReading:
     depths: dict[str, broker.QueueDepth] = {}
     snapshots: dict[str, control.WorkerSnapshot] = {}
     in_flight_total: int | None = None
+    in_flight_note = ""
     latency = 0.0
     names = sorted(set(configured_queue_names()) | set(pauses))
     try:
         reading = broker.queue_depths(names)
         depths, transport = reading.queues, reading.transport
         in_flight_total, latency = reading.in_flight_total, reading.latency_ms
+        in_flight_note = reading.in_flight_note
         believed_online = {name for name, w in seen.items() if w.online}
         with ThreadPoolExecutor(max_workers=2) as pool:
             discovery = pool.submit(_discovered_workers)
@@ -138,6 +141,10 @@ def _read_cluster() -> ClusterReading:
             new = sorted(set(discovery.result()) - believed_online)
         if new:
             snapshots.update(control.worker_snapshots(new))
+        # Every queue a worker consumes is shown, configured or not (RabbitMQ lists no bindings).
+        unread = sorted({q for snap in snapshots.values() for q in snap.queues} - set(depths))
+        if unread:
+            depths = {**depths, **broker.queue_depths(unread, discover=False).queues}
     except BrokerUnavailable as exc:
         broker_ok, broker_error = False, str(exc)
         banners.append(
@@ -200,6 +207,7 @@ def _read_cluster() -> ClusterReading:
         in_flight_total=in_flight_total,
         latency_ms=latency,
         banners=tuple(banners),
+        in_flight_note=in_flight_note,
     )
 
 

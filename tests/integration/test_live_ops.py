@@ -1,4 +1,5 @@
-"""Queue and worker control through the console's services, against live Redis and workers."""
+"""Queue and worker control through the console's services, against live workers on Redis, and on
+RabbitMQ too for the tests that matter per broker (`on_both_brokers`)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from taskops.services import (
 )
 from tests.support.tasks import send, unique
 from tests.support.poll import poll_until
+from tests.support.rabbitmq import on_both_brokers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -89,7 +91,7 @@ def isolated_broker_keys(server) -> set[str]:
     return {k.decode() for k in redis.Redis.from_url(server.url).keys("*")}
 
 
-@pytest.mark.db_engine
+@on_both_brokers(db_engine=True)
 def test_pause_holds_messages_and_later_workers_then_resume_drains(start_worker, actor):
     queue, side_a, side_b = unique("pausable"), unique("side"), unique("side")
     first = start_worker(queue, side_a)
@@ -126,7 +128,7 @@ def test_pause_holds_messages_and_later_workers_then_resume_drains(start_worker,
     ]
 
 
-@pytest.mark.db_engine
+@on_both_brokers(db_engine=True)
 def test_revoke_with_no_worker_online_is_kept_and_applied_when_a_worker_starts(start_worker, actor):
     queue, name = unique("revq"), unique("never")
     sent = send(REPORT, args=[name], queue=queue)
@@ -170,6 +172,7 @@ def test_revoke_of_a_queued_eta_task_means_it_never_runs(start_worker, actor):
     assert state_of(sent.id) == "REVOKED"
 
 
+@on_both_brokers()
 def test_terminate_stops_a_running_task_and_its_run_shows_revoked(start_worker, actor):
     queue = unique("slow")
     worker = start_worker(queue)
@@ -257,6 +260,7 @@ def test_autoscale_is_offered_only_where_the_worker_has_an_autoscaler(start_work
     assert (autoscaler["max"], autoscaler["min"]) == (4, 2)
 
 
+@on_both_brokers()
 def test_shutdown_needs_the_typed_name_and_the_worker_goes_away(start_worker, actor):
     from taskops.models import WorkerSeen
     from taskops.services import worker_shutdown

@@ -17,9 +17,9 @@ def replies(monkeypatch):
 
     def answer(raw: list[dict] | dict[str, list[dict]]):
         """`raw`: the replies to any command, or {command: replies} (others get no reply)."""
-        def broadcast(command, arguments, *, destination, limit, timeout):
+        def broadcast(command, arguments, *, destination, awaited, timeout):
             sent.append({"command": command, "arguments": arguments, "destination": destination,
-                         "limit": limit, "timeout": timeout})
+                         "awaited": awaited, "timeout": timeout})
             return raw.get(command, []) if isinstance(raw, dict) else raw
         monkeypatch.setattr(control, "_broadcast", broadcast)
         return sent
@@ -37,7 +37,7 @@ def test_ok_error_and_bare_answers_are_told_apart_and_silent_workers_are_missing
                                    errors={"b@h": "unknown task"}, missing=("d@h",))
     assert result.answered == ("a@h", "b@h", "c@h") and not result.ok
     assert sent == [{"command": "pool_grow", "arguments": {"n": 1}, "destination": ["a@h", "b@h", "c@h", "d@h"],
-                     "limit": 4, "timeout": None}]
+                     "awaited": ["a@h", "b@h", "c@h", "d@h"], "timeout": None}]
 
 
 def test_a_command_is_ok_only_when_every_expected_worker_answered_without_error():
@@ -53,7 +53,7 @@ def test_revoke_goes_to_every_worker_and_waits_for_the_expected_ones(replies):
     result = control.revoke(["t1"], terminate=True, signal="SIGKILL", expected=["a@h", "b@h"])
 
     assert (result.replies, result.missing) == ({"a@h": "tasks {'t1'} flagged as revoked"}, ("b@h",))
-    assert sent[0]["destination"] is None and sent[0]["limit"] == 2
+    assert sent[0]["destination"] is None and sent[0]["awaited"] == ["a@h", "b@h"]
     assert sent[0]["arguments"] == {"task_id": ["t1"], "terminate": True, "signal": "SIGKILL"}
 
 
@@ -149,7 +149,11 @@ def test_snapshots_of_silent_workers_have_no_stats(replies):
     assert control.worker_snapshots([]) == {} and control.worker_registered([]) == {}
 
 
-def test_without_named_workers_a_call_waits_its_whole_timeout_and_with_them_only_for_them():
-    assert control._limit(None) is None and control._limit([]) is None
-    assert control._limit(["a", "b"]) == 2
+def test_without_named_workers_a_call_waits_its_whole_timeout_and_with_them_only_for_them(replies):
+    sent = replies([])
+
+    control.worker_discover(timeout=0.3)
+    control.worker_ping(destination=["a@h", "b@h"])
+
+    assert [(s["awaited"], s["timeout"]) for s in sent] == [(None, 0.3), (["a@h", "b@h"], None)]
     assert control._timeout(None) == 1.0 and control._timeout(0.3) == 0.3
