@@ -139,9 +139,13 @@ def _fresh_cache():
     """Each test reads the cluster anew (the shared reading is cached for a couple of seconds)."""
     from django.core.cache import cache
 
+    from taskops import cache as shared
+
+    shared.process_state_reset()
     cache.clear()
     yield
     cache.clear()
+    shared.process_state_reset()
 
 
 @pytest.fixture

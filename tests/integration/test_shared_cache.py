@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -67,3 +68,30 @@ def test_a_dead_cache_is_skipped_without_waiting(monkeypatch):
 
     assert values == ["computed"] * 20
     assert elapsed < 1.5, f"20 reads with a dead cache took {elapsed:.2f} s"
+
+
+def test_a_frozen_cache_costs_one_wait_not_one_per_viewer(monkeypatch):
+    # A listening socket nobody accepts on: connections open, no answer ever comes (a frozen Redis).
+    frozen = socket.socket()
+    frozen.bind(("127.0.0.1", 0))
+    frozen.listen(64)
+    computed = []
+
+    def view() -> float:
+        began = time.monotonic()
+        shared.shared_value("k", 2, lambda: computed.append(1) or "computed")
+        return time.monotonic() - began
+
+    try:
+        with override_settings(CACHES=_redis_cache(f"redis://127.0.0.1:{frozen.getsockname()[1]}/0")):
+            assert view() >= 0.4  # the first viewer waits the cache's timeout, and opens the breaker
+            # The breaker's time is over: one viewer tries the cache again, the others do not wait.
+            monkeypatch.setattr(shared, "_down_until", time.monotonic())
+            with ThreadPoolExecutor(max_workers=10) as pool:
+                waits = list(pool.map(lambda _: view(), range(10)))
+    finally:
+        frozen.close()
+
+    assert sum(1 for wait in waits if wait > 0.3) <= 1, waits
+    # Meanwhile this process computes once per period for all its viewers.
+    assert len(computed) == 1
