@@ -10,6 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
 from console.envconf import (
+    cache_from_url,
     database_from_url,
     env_bool,
     env_json,
@@ -267,21 +268,11 @@ CELERY_WORKER_STATE_DB = os.environ.get("CELERY_WORKER_STATE_DB") or None
 # Beat keeps its schedule in the database (django-celery-beat).
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
-# --- Cache: shared by the web processes so many viewers cost one broker call per period ---
+# --- Cache: shared by every web process, worker and beat, so many viewers cost one broker call
+# per period. The broker's Redis (database 1) by default; with no Redis (a RabbitMQ broker, or
+# TASKOPS_CACHE_URL empty or "db") the database, table taskops_cache (createcachetable).
 TASKOPS_CACHE_URL = os.environ.get("TASKOPS_CACHE_URL", redis_url_with_db(CELERY_BROKER_URL, 1))
-CACHES = {
-    "default": (
-        {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": TASKOPS_CACHE_URL,
-            "KEY_PREFIX": "taskops",
-            # A paused or dead Redis must not stall a page: fail fast, the console falls back.
-            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
-        }
-        if TASKOPS_CACHE_URL
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
-    )
-}
+CACHES = {"default": cache_from_url(TASKOPS_CACHE_URL)}
 
 # --- TaskOps ----------------------------------------------------------------------------
 # Where the console finds the Celery app (the console app never imports this project).

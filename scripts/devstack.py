@@ -249,7 +249,8 @@ def main() -> int:
         if redis_child:
             children.append(redis_child)
         manage = [python, str(BASE_DIR / "manage.py")]
-        steps = [manage + ["migrate", "--noinput"]]
+        # The database cache's table (the shared cache when the broker is not Redis).
+        steps = [manage + ["migrate", "--noinput"], manage + ["createcachetable"]]
         if args.prod:
             steps.append(manage + ["collectstatic", "--noinput", "--verbosity", "0"])
         steps.append(manage + ["demo_seed"] + ([] if args.no_demo_tasks else ["--enqueue"]))

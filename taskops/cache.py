@@ -120,6 +120,10 @@ def shared_value(key: str, ttl: float, compute: Callable[[], T], *, wait: float 
         return _process_value(key, ttl, compute, wait)
     if _guard(lambda: cache.add(lock_key, 1, timeout=max(5, int(ttl) + 5)), True):
         try:
+            # The lock may be free because another viewer has just stored a new value.
+            value = _guard(lambda: cache.get(fresh_key, missing), missing)
+            if value is not missing:
+                return _remember(entry, value, ttl)
             value = _remember(entry, compute(), ttl)
             _guard(lambda: cache.set(fresh_key, value, timeout=ttl), None)
             _guard(lambda: cache.set(stale_key, value, timeout=max(60, ttl * 10)), None)
