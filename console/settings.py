@@ -61,7 +61,7 @@ MIDDLEWARE = [
     "taskops.middleware.RejectNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "taskops.middleware.StatementTimeoutMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "taskops.middleware.BusyTolerantSessionMiddleware",  # Django's, served through a locked database
     "django.middleware.common.CommonMiddleware",
     "taskops.middleware.FormTooLargeMiddleware",  # reads the form just before the CSRF check
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -101,6 +101,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # PostgreSQL stops any statement of a web request after this many milliseconds, and the page
 # says so (workers, beat and management commands have no such limit); 0 turns it off.
 TASKOPS_DB_STATEMENT_TIMEOUT_MS = int(os.environ.get("TASKOPS_DB_STATEMENT_TIMEOUT_MS", "5000"))
+# A web request waits this long for a lock another process holds (PostgreSQL lock_timeout, the
+# SQLite busy timeout, which is 20 s for workers and beat), then its page says the database is busy.
+TASKOPS_DB_LOCK_TIMEOUT_MS = int(os.environ.get("TASKOPS_DB_LOCK_TIMEOUT_MS", "3000"))
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

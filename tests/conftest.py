@@ -140,8 +140,10 @@ def _fresh_cache():
     from django.core.cache import cache
 
     from taskops import cache as shared
+    from taskops.db_timeout import trouble_forget
 
     shared.process_state_reset()
+    trouble_forget()  # no banner about an earlier test's slow database
     cache.clear()
     yield
     cache.clear()
