@@ -129,8 +129,13 @@ class Stack:
         assert _get(self.url("/admin/login/")) == 0
 
     def __exit__(self, *exc) -> None:
-        # If the test failed midway, do not leak the stack's processes into the rest of the run.
-        for pgid in [self.process.pid, *self.pids.values()]:
+        # If the test failed midway, do not leak the stack's processes into the rest of the run
+        # (those started again included: devstack.json has their ids until devstack stops).
+        try:
+            current = list(self.current_pids().values())
+        except (OSError, ValueError):
+            current = []
+        for pgid in {self.process.pid, *self.pids.values(), *current}:
             try:
                 os.killpg(pgid, signal.SIGKILL)
             except ProcessLookupError:
