@@ -45,6 +45,7 @@ bench: install-test
 	$(PIP) install --quiet -r bench/requirements.txt
 	$(PY) bench/queue_depth.py
 	$(PY) bench/dashboard_vs_flower.py
+	$(PY) bench/frozen_broker.py
 	$(PY) bench/run_list.py --rows $(TASKOPS_BENCH_ROWS)
 	$(PY) bench/bulk_retry.py
 	$(PY) bench/schedule_list.py

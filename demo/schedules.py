@@ -21,13 +21,20 @@ class DemoLogin:
     username: str
     password: str
     role: str
+    # Where this role starts: a page's words, and its admin URL name with an optional query.
+    start: str
+    start_url_name: str
+    start_query: str = ""
 
 
 DEMO_USERS = [
-    DemoLogin("admin", DEMO_PASSWORD, "superuser"),
-    DemoLogin("support", DEMO_PASSWORD, SUPPORT),
-    DemoLogin("ops", DEMO_PASSWORD, OPERATIONS),
-    DemoLogin("manager", DEMO_PASSWORD, MANAGERS),
+    DemoLogin("admin", DEMO_PASSWORD, "superuser", "the dashboard", "admin:index"),
+    DemoLogin("support", DEMO_PASSWORD, SUPPORT, "TaskOps Console → Task runs, the failed ones",
+              "admin:taskops_taskrun_changelist", "?status__exact=FAILURE"),
+    DemoLogin("ops", DEMO_PASSWORD, OPERATIONS, "the dashboard (queues, workers, beat), then "
+              "Periodic tasks", "admin:index"),
+    DemoLogin("manager", DEMO_PASSWORD, MANAGERS, "TaskOps Console → Reports",
+              "admin:taskops_report_changelist"),
 ]
 
 

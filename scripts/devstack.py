@@ -1,6 +1,8 @@
 """Bring up the whole console for `make run`: Redis if none answers, migrate, seed, worker, beat, web.
 
-Ctrl-C (or SIGTERM) stops everything this script started, children of children included.
+A worker, beat or embedded Redis that exits on its own is started again (with a growing pause,
+said in the log); the web server keeps running meanwhile. Ctrl-C (or SIGTERM) stops everything
+this script started, children of children included: the worker first finishes its running tasks.
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ from console.envconf import var_dir_from_env  # noqa: E402  (after BASE_DIR is i
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", ""}
 QUEUES = "default,reports,emails"
 STOP_GRACE_SECONDS = 10.0
+# Children started again when they exit on their own, after these pauses (the last one repeats);
+# a child that ran this long before exiting starts again from the first pause.
+RESTARTED = ("redis", "worker", "beat")
+RESTART_PAUSES = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+HEALTHY_SECONDS = 60.0
 
 
 @dataclass
@@ -37,8 +44,28 @@ class Child:
     """A process this script started, in its own process group so it can be stopped whole."""
 
     name: str
+    argv: list[str]
+    env: dict[str, str] = field(repr=False)
     popen: subprocess.Popen
     reader: threading.Thread | None = field(default=None, repr=False)
+    started_at: float = field(default_factory=time.monotonic)
+    restarts: int = 0  # in a row, each after less than HEALTHY_SECONDS
+    restart_at: float | None = None  # set while it waits to be started again
+
+    def stop_signal(self) -> None:
+        """SIGTERM as the process expects it: Celery's worker in its main process only.
+
+        The main process stops consuming and lets its pool finish the running tasks (a warm
+        shutdown); SIGTERM sent to the pool processes too would end those tasks at once. The
+        others (Redis, beat, runserver, gunicorn) take it on their whole process group.
+        """
+        try:
+            if self.name == "worker" and self.popen.poll() is None:
+                os.kill(self.popen.pid, signal.SIGTERM)
+            else:
+                os.killpg(self.popen.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
 
 
 def say(message: str) -> None:
@@ -65,7 +92,7 @@ def start(name: str, argv: list[str], env: dict[str, str]) -> Child:
     reader = threading.Thread(target=_pump, args=(name, popen.stdout), daemon=True)
     reader.start()
     say(f"started {name} (pid {popen.pid})")
-    return Child(name, popen, reader)
+    return Child(name, argv, env, popen, reader)
 
 
 def _group_alive(pgid: int) -> bool:
@@ -78,15 +105,19 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+def _group_kill(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def stop(children: list[Child], *, grace: float = STOP_GRACE_SECONDS) -> None:
-    """SIGTERM every child's process group (newest first), then SIGKILL what is left after `grace`."""
+    """SIGTERM every child (newest first, as each expects it), then SIGKILL what is left after `grace`."""
     for child in reversed(children):
         if _group_alive(child.popen.pid):
             say(f"stopping {child.name}")
-            try:
-                os.killpg(child.popen.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            child.stop_signal()
     deadline = time.monotonic() + grace
     for child in reversed(children):
         remaining = max(0.1, deadline - time.monotonic())
@@ -100,11 +131,26 @@ def stop(children: list[Child], *, grace: float = STOP_GRACE_SECONDS) -> None:
             time.sleep(0.1)
         if _group_alive(child.popen.pid):
             say(f"{child.name} did not stop in {grace:.0f} s: killing it")
-            try:
-                os.killpg(child.popen.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            _group_kill(child.popen.pid)
             child.popen.wait()
+
+
+def restart_pause(child: Child, now: float) -> float:
+    """How long to wait before starting `child` again; counts the restart."""
+    if now - child.started_at >= HEALTHY_SECONDS:
+        child.restarts = 0
+    pause = RESTART_PAUSES[min(child.restarts, len(RESTART_PAUSES) - 1)]
+    child.restarts += 1
+    return pause
+
+
+def restart(child: Child) -> Child:
+    """Start `child` again with its command (whatever was left of its process group is killed first)."""
+    _group_kill(child.popen.pid)
+    child.popen.wait()
+    again = start(child.name, child.argv, child.env)
+    again.restarts = child.restarts
+    return again
 
 
 def redis_answers(url: str, timeout: float = 1.0) -> bool:
@@ -157,8 +203,12 @@ def ensure_broker(url: str, var_dir: Path, env: dict[str, str]) -> Child | None:
                 "--port", port,
                 "--bind", "127.0.0.1",
                 "--dir", str(data_dir),
-                "--save", "60 1",
-                "--appendonly", "no",
+                # Queued, countdown and ETA tasks survive a restart: every write goes to the
+                # append-only file within a second, and a snapshot after 60 s with a change.
+                # Each value is an argument of its own: "--save", "60 1" turns saving off.
+                "--save", "60", "1",
+                "--appendonly", "yes",
+                "--appendfsync", "everysec",
                 "--daemonize", "no",
                 "--protected-mode", "yes",
             ],
@@ -193,6 +243,50 @@ def web_answers(url: str) -> bool:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
+
+
+def pids_write(var_dir: Path, children: list[Child]) -> None:
+    """var/devstack.json: each child's process (group) id, rewritten when one is started again."""
+    (var_dir / "devstack.json").write_text(json.dumps({c.name: c.popen.pid for c in children}, indent=2))
+
+
+def children_watch(children: list[Child], var_dir: Path) -> bool:
+    """Start again the children that exited on their own (after their pause); False when the web server exited."""
+    now = time.monotonic()
+    for index, child in enumerate(children):
+        if child.restart_at is not None:
+            if now >= child.restart_at:
+                children[index] = restart(child)
+                pids_write(var_dir, children)
+            continue
+        code = child.popen.poll()
+        if code is None:
+            continue
+        if child.name not in RESTARTED:
+            say(f"{child.name} exited with code {code}: stopping the rest")
+            return False
+        pause = restart_pause(child, now)
+        child.restart_at = now + pause
+        say(f"{child.name} exited with code {code}: starting it again in {pause:g} s "
+            f"(restart {child.restarts} in a row); the web server keeps running")
+    return True
+
+
+def ready_say(base_url: str) -> None:
+    """The console's address, the demo logins and where each one starts."""
+    from django.urls import reverse
+
+    from demo.schedules import DEMO_USERS
+
+    say("=" * 64)
+    say(f"TaskOps Console is up: {base_url}/admin/")
+    say("Demo logins (username / password, role), and where each starts:")
+    for login in DEMO_USERS:
+        url = base_url + reverse(login.start_url_name) + login.start_query
+        say(f"  {login.username:<8} / {login.password} ({login.role}): {login.start}, {url}")
+    say("Ctrl-C stops worker (after its running tasks, up to 10 s), beat, web and Redis (if "
+        "started here); a second Ctrl-C kills at once")
+    say("=" * 64)
 
 
 def main() -> int:
@@ -249,7 +343,8 @@ def main() -> int:
         if redis_child:
             children.append(redis_child)
         manage = [python, str(BASE_DIR / "manage.py")]
-        steps = [manage + ["migrate", "--noinput"]]
+        # The database cache's table (the shared cache when the broker is not Redis).
+        steps = [manage + ["migrate", "--noinput"], manage + ["createcachetable"]]
         if args.prod:
             steps.append(manage + ["collectstatic", "--noinput", "--verbosity", "0"])
         steps.append(manage + ["demo_seed"] + ([] if args.no_demo_tasks else ["--enqueue"]))
@@ -279,35 +374,27 @@ def main() -> int:
         )
         address = f"{args.host}:{args.port}"
         if args.prod:
+            # Threads: a viewer waiting on a slow broker does not hold the others back.
             web = [python, "-m", "gunicorn", "console.wsgi", "--bind", address, "--workers", "2",
-                   "--timeout", "30", "--access-logfile", "-"]
+                   "--threads", "8", "--timeout", "30", "--access-logfile", "-"]
         else:
             web = manage + ["runserver", address]
         children.append(start("web", web, env))
-        (var_dir / "devstack.json").write_text(
-            json.dumps({c.name: c.popen.pid for c in children}, indent=2)
-        )
+        pids_write(var_dir, children)
 
-        admin_url = f"http://{address}/admin/"
-        if poll_until(lambda: stopping.is_set() or web_answers(admin_url + "login/"), timeout=60):
+        base_url = f"http://{address}"
+        if poll_until(lambda: stopping.is_set() or web_answers(f"{base_url}/admin/login/"), timeout=60):
             if not stopping.is_set():
-                say("=" * 64)
-                say(f"TaskOps Console is up: {admin_url}")
-                say("log in as admin / demo (also support, ops, manager; password demo)")
-                say("Ctrl-C stops Redis (if started here), worker, beat and web")
-                say("=" * 64)
+                ready_say(base_url)
         else:
             say("the web server did not answer within 60 s")
             exit_code = 1
             stopping.set()
 
         while not stopping.is_set():
-            for child in children:
-                if child.popen.poll() is not None:
-                    say(f"{child.name} exited with code {child.popen.returncode}: stopping the rest")
-                    exit_code = 1
-                    stopping.set()
-                    break
+            if not children_watch(children, var_dir):
+                exit_code = 1
+                stopping.set()
             stopping.wait(0.5)
     except subprocess.CalledProcessError as exc:
         say(f"step failed ({exc.returncode}): {' '.join(map(str, exc.cmd))}")

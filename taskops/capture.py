@@ -162,6 +162,41 @@ def stored_reprs_mask(sender=None, instance=None, **_) -> None:
         instance.task_args = instance.task_kwargs = None
 
 
+def _meta_dict(meta: str | bytes | dict | None) -> dict | None:
+    """A run's meta as a dict ({} when empty), or None when it is not a JSON object."""
+    if not meta:
+        return {}
+    try:
+        data = loads(meta) if isinstance(meta, (str, bytes)) else meta
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@receiver(pre_save, sender=TaskResult)
+def stored_call_keep(sender=None, instance=None, using=None, **_) -> None:
+    """Keep a run's captured call through every later state write of the same run.
+
+    The worker's main process writes some states itself (RETRY when it lost the broker
+    mid-task, FAILURE when a pool process died or hit its time limit, REVOKED on terminate);
+    it never saw the call captured in the pool process, and django-celery-results writes its
+    meta as `{"children": []}`. One read of the stored meta, only for such writes.
+    """
+    try:
+        if instance.pk is None or instance._state.adding or _excluded(instance.task_name or ""):
+            return
+        meta = _meta_dict(instance.meta)
+        if meta is None or CALL_KEY in meta:
+            return
+        stored = (TaskResult.objects.using(using).filter(pk=instance.pk)
+                  .values_list("meta", flat=True).first())
+        call = (_meta_dict(stored) or {}).get(CALL_KEY)
+        if call:
+            instance.meta = dumps({**meta, CALL_KEY: call})
+    except Exception:  # never let the console break a results write
+        log.exception("TaskOps: could not keep the captured call of %s", instance.task_id)
+
+
 def call_from_meta(meta: str | dict | None) -> CapturedCall | NoCapture:
     """Read the captured call back from a TaskResult's meta (JSON text or already decoded)."""
     if not meta:

@@ -109,6 +109,9 @@ class ConsoleSettings:
     session_idle_minutes: _Setting[float] = _Setting(30.0, float)
     # PostgreSQL: each statement of a web request may run this long (0: no limit of the console's).
     db_statement_timeout_ms: _Setting[int] = _Setting(5000, int)
+    # A web request waits this long for a database lock (PostgreSQL lock_timeout, SQLite busy
+    # timeout) before its page says the database is busy (0: the database's own wait).
+    db_lock_timeout_ms: _Setting[int] = _Setting(3000, int)
     # Failed logins and refused requests of visitors not logged in: audited up to this many a
     # minute (all web processes together), so a storm cannot fill the disk.
     audit_visitor_refusals_per_minute: _Setting[int] = _Setting(30, int)

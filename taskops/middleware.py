@@ -1,12 +1,15 @@
-"""The console's middleware: NUL characters refused, a CSP, session and statement timeouts, refusals audited, forms too large answered."""
+"""The console's middleware: NUL characters refused, a CSP, session timeouts, bounded database waits (and sessions kept through them), refusals audited, forms too large answered."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
+from django.contrib.sessions.exceptions import SessionInterrupted
+from django.contrib.sessions.middleware import SessionMiddleware
 from django.core.exceptions import (
     PermissionDenied,
     RequestDataTooBig,
@@ -19,10 +22,12 @@ from django.shortcuts import render
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from taskops.conf import config
-from taskops.db_timeout import is_statement_timeout, statement_timeout
+from taskops.db_timeout import request_bounds, trouble_kind
 from taskops.services.access import request_refused_record
 from taskops.views.common import render_page
 from taskops.web import is_live
+
+log = logging.getLogger(__name__)
 
 SESSION_STARTED = "taskops.session_started"
 SESSION_SEEN = "taskops.session_seen"
@@ -118,27 +123,54 @@ class RefusalAuditMiddleware:
 
 
 class StatementTimeoutMiddleware:
-    """On PostgreSQL, each statement of a web request may run TASKOPS_DB_STATEMENT_TIMEOUT_MS; past that, a page says so.
+    """Bounds the database waits of each web request; past a bound, a page says so (503), not a 500.
 
-    Only web requests get the limit (workers, beat and management commands never pass through
-    here). Goes before the session middleware, so the session's own queries are bounded too.
+    PostgreSQL: each statement may run TASKOPS_DB_STATEMENT_TIMEOUT_MS and wait
+    TASKOPS_DB_LOCK_TIMEOUT_MS for a lock; SQLite: a write waits TASKOPS_DB_LOCK_TIMEOUT_MS for
+    another process's lock (its busy timeout). Slow or refused statements are remembered for the
+    pages' banner (taskops.db_timeout). Only web requests get these bounds (workers, beat and
+    management commands never pass through here). Goes before the session middleware, so the
+    session's own queries are bounded too.
     """
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        with statement_timeout(connection, config.db_statement_timeout_ms):
+        with request_bounds(connection, statement_ms=config.db_statement_timeout_ms,
+                            lock_ms=config.db_lock_timeout_ms):
             return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if not is_statement_timeout(exception):
+        kind = trouble_kind(exception)
+        if kind is None:
             return None
-        seconds = config.db_statement_timeout_ms / 1000
+        limit = config.db_statement_timeout_ms if kind == "stopped" else config.db_lock_timeout_ms
         return render(request, "admin/taskops/statement_timeout.html", {
-            "title": "The database took too long",
-            "seconds": f"{seconds:g}",
+            "title": "The database took too long" if kind == "stopped" else "The database is busy",
+            "kind": kind,
+            "seconds": f"{limit / 1000:g}",
+            "posted": request.method == "POST",
         }, status=503)
+
+
+class BusyTolerantSessionMiddleware(SessionMiddleware):
+    """Django's session middleware, except that a session the database is too busy to save is left as it was.
+
+    A session changes now and then after the view is done (the once-a-minute "last seen" of
+    SessionTimeoutMiddleware, messages too long for their cookie); with the database locked past
+    TASKOPS_DB_LOCK_TIMEOUT_MS, Django would answer that request 400 ("the session was deleted").
+    The page is served instead, with the database banner; the session is saved by a later request.
+    """
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        try:
+            return super().process_response(request, response)
+        except SessionInterrupted as exc:
+            if trouble_kind(exc) is None:
+                raise
+            log.warning("session of %s not saved: the database is busy", request.path)
+            return response
 
 
 class FormTooLargeMiddleware:

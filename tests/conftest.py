@@ -155,9 +155,15 @@ def _fresh_cache():
     """Each test reads the cluster anew (the shared reading is cached for a couple of seconds)."""
     from django.core.cache import cache
 
+    from taskops import cache as shared
+    from taskops.db_timeout import trouble_forget
+
+    shared.process_state_reset()
+    trouble_forget()  # no banner about an earlier test's slow database
     cache.clear()
     yield
     cache.clear()
+    shared.process_state_reset()
 
 
 @pytest.fixture

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from datetime import timezone as dt_timezone
+
 from django import template
 from django.db import DatabaseError
 from django.urls import reverse
@@ -10,6 +13,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from taskops.conf import config
+from taskops.db_timeout import recent_trouble
 from taskops.models import PendingAction
 from taskops.permissions import can, read_only
 from taskops.selectors.dashboard import dashboard_context
@@ -67,12 +71,20 @@ def seconds(value) -> str:
 
 @register.simple_tag(takes_context=True)
 def taskops_safety_banner(context) -> str:
-    """Read-only mode, and the approval requests this user may decide on, as a banner."""
+    """Read-only mode, a slow or locked database, and the approval requests this user may decide on, as a banner."""
     request = context.get("request")
     user = getattr(request, "user", None)
     if user is None or not user.is_active or not user.is_staff:
         return ""
     parts = []
+    trouble = recent_trouble()
+    if trouble:
+        parts.append(format_html(
+            '<li class="warning" data-database-trouble="{}">The database is slow or locked: {} '
+            '(at {}). Pages may be slow and actions may fail until it is free.</li>',
+            trouble.kind, trouble.words,
+            timezone.localtime(datetime.fromtimestamp(trouble.at, tz=dt_timezone.utc)).strftime("%H:%M:%S"),
+        ))
     if read_only():
         parts.append(format_html(
             '<li class="warning">{}</li>',

@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from taskops.db_timeout import trouble_kind
 from taskops.forms import ReasonForm
 from taskops.permissions import ACTION_PERMISSIONS, can
 from taskops.services import ActionOutcome, ActionRefused, Actor, OutcomeNotRecorded
@@ -118,7 +119,9 @@ def outcome_perform(
         messages.warning(request, str(unrecorded))
         return None
     except DatabaseError as exc:
-        messages.error(request, f"Nothing was done: the console's database did not answer ({exc}).")
+        busy = {"locked": "it is locked by another process; try again in a moment",
+                "stopped": "a query took too long and was stopped"}.get(trouble_kind(exc), str(exc))
+        messages.error(request, f"Nothing was done: the console's database did not answer ({busy}).")
         return None
     outcome_message(request, outcome, shown(outcome) if shown and outcome.ok else None)
     return outcome

@@ -1,10 +1,13 @@
-"""DATABASE_URL and boolean parsing for the environment-driven settings."""
+"""DATABASE_URL, cache and boolean parsing for the environment-driven settings."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from console.envconf import database_from_url, env_bool
+from tests.support.processes import BASE_DIR
 
 
 def test_relative_sqlite_path_is_under_the_base_dir(tmp_path):
@@ -76,3 +79,46 @@ def test_a_bad_json_setting_names_the_variable(monkeypatch):
     assert env_json("TASKOPS_REPORTS", None) == {"Sales": "demo.tasks.*"}
     monkeypatch.delenv("TASKOPS_REPORTS")
     assert env_json("TASKOPS_REPORTS", {"x": 1}) == {"x": 1}
+
+
+@pytest.mark.parametrize("url, backend", [
+    ("redis://127.0.0.1:6379/1", "django.core.cache.backends.redis.RedisCache"),
+    ("", "django.core.cache.backends.db.DatabaseCache"),
+    ("db", "django.core.cache.backends.db.DatabaseCache"),
+])
+def test_the_cache_is_redis_or_the_database_never_one_per_process(url, backend):
+    from console.envconf import cache_from_url
+
+    assert cache_from_url(url)["BACKEND"] == backend
+
+
+def test_a_cache_url_of_another_kind_is_refused():
+    from django.core.exceptions import ImproperlyConfigured
+
+    from console.envconf import cache_from_url
+
+    with pytest.raises(ImproperlyConfigured, match="TASKOPS_CACHE_URL"):
+        cache_from_url("memcached://127.0.0.1:11211")
+
+
+def test_on_rabbitmq_the_deployment_shares_its_cache_through_the_database(tmp_path):
+    from tests.unit.test_production_settings import settings_env
+
+    env = settings_env(tmp_path, DJANGO_DEBUG="1", CELERY_BROKER_URL="amqp://guest:guest@127.0.0.1:5672//")
+    code = ("import django; django.setup(); from django.conf import settings; "
+            "from django.core.checks import run_checks; "
+            "print(settings.CACHES['default']['BACKEND'], [m.id for m in run_checks()])")
+    result = subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env=env,
+                            capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == "django.core.cache.backends.db.DatabaseCache"
+    assert "taskops.W001" not in result.stdout
+
+
+def test_a_cache_of_one_process_is_a_warning(settings):
+    from taskops.checks import shared_cache_check
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+    assert [w.id for w in shared_cache_check()] == ["taskops.W001"]
