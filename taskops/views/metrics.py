@@ -62,6 +62,9 @@ class ConsoleCollector(Collector):
             yield _gauge("taskops_queue_unacked", "Messages taken by workers and not yet "
                          "acknowledged (prefetched, running or waiting for their ETA).",
                          [({}, cluster.in_flight_total)])
+        yield _gauge("taskops_queue_stranded", "Messages taken from a queue by a worker that is gone "
+                     "and held by no worker: they wait for the broker's visibility timeout.",
+                     [({"queue": q.name}, q.stranded) for q in cluster.queues if q.stranded is not None])
         yield _gauge("taskops_workers_online", "Workers that answered the console's last "
                      "reading.", [({}, cluster.online_count)])
         yield _gauge("taskops_worker_up", "1 for a worker that answered the last reading, 0 for "
