@@ -242,6 +242,7 @@ def ops(role_client):
     return role_client("Operations")
 
 
+@pytest.mark.db_engine  # pause and revoke lock their rows (select_for_update)
 def test_enqueue_worker_start_pause_revoke_and_drain(ops, isolated_broker, start_worker):
     queue = unique("xq")
     url = isolated_broker.url

@@ -87,6 +87,7 @@ def test_processed_is_named_tasks_started(fake_cluster, role_client):
         assert "Tasks started" in text and "Processed" not in text
 
 
+@pytest.mark.db_engine  # the sampler's inserts that skip existing rows (ON CONFLICT)
 def test_the_sampler_marks_a_worker_offline_only_after_the_stated_silence(fake_cluster, settings):
     settings.TASKOPS_WORKER_OFFLINE_AFTER_SECONDS = 60
     fake_cluster.worker_add("frozen@h", "default", answers=False)
@@ -100,6 +101,7 @@ def test_the_sampler_marks_a_worker_offline_only_after_the_stated_silence(fake_c
     assert online == {"frozen@h": True, "killed@h": False}
 
 
+@pytest.mark.db_engine  # select_for_update of the pauses
 def test_a_worker_started_while_a_queue_is_paused_is_recorded_without_it(db):
     QueuePause.objects.create(queue="paused-q")
 
