@@ -291,6 +291,12 @@ TASKOPS_LIVE_TTL = float(os.environ.get("TASKOPS_LIVE_TTL", "2.0"))
 TASKOPS_SAMPLE_INTERVAL = float(os.environ.get("TASKOPS_SAMPLE_INTERVAL", "10"))
 TASKOPS_DEPTH_RETENTION_HOURS = float(os.environ.get("TASKOPS_DEPTH_RETENTION_HOURS", "24"))
 TASKOPS_WORKER_AGE_OUT_HOURS = float(os.environ.get("TASKOPS_WORKER_AGE_OUT_HOURS", "24"))
+# Worker states (docs/operations.md): "starting" lasts at most the grace; a worker silent for
+# OFFLINE_AFTER counts as offline. A queue nobody consumed for IDLE_HOURS is listed as idle.
+TASKOPS_WORKER_START_GRACE_SECONDS = float(os.environ.get("TASKOPS_WORKER_START_GRACE_SECONDS", "30"))
+TASKOPS_WORKER_OFFLINE_AFTER_SECONDS = float(
+    os.environ.get("TASKOPS_WORKER_OFFLINE_AFTER_SECONDS", "120"))
+TASKOPS_QUEUE_IDLE_HOURS = float(os.environ.get("TASKOPS_QUEUE_IDLE_HOURS", "24"))
 # A schedule whose expected run was not sent this many seconds after its time is flagged late.
 TASKOPS_BEAT_GRACE_SECONDS = float(os.environ.get("TASKOPS_BEAT_GRACE_SECONDS", "60"))
 # The queue of the console's own tasks (bulk retry jobs).

@@ -1,8 +1,9 @@
-"""The one module that reads the broker itself: reachability, queue depths, peeks and purges."""
+"""The one module that reads the broker itself: reachability, queue depths, in-flight messages, peeks, purges and restores."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import time
 import urllib.error
@@ -10,6 +11,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import redis
@@ -23,6 +25,7 @@ from taskops.masking import repr_mask, value_mask
 __all__ = [
     "BrokerReading",
     "BrokerStatus",
+    "InFlightMessage",
     "PriorityRange",
     "celery_own_queue",
     "priority_range",
@@ -33,6 +36,7 @@ __all__ = [
     "queue_peek",
     "queue_purge",
     "QueueNotPurgeable",
+    "unacked_restore",
 ]
 
 # Celery's own plumbing (events, remote control replies) is not a task queue.
@@ -118,6 +122,18 @@ class QueueDepth:
 
 
 @dataclass(frozen=True)
+class InFlightMessage:
+    """A message a worker took and has not acknowledged (Redis: kombu's unacked hash and its index)."""
+
+    tag: str  # kombu's delivery tag: the message's key in the unacked hash
+    id: str  # the task id
+    task: str
+    queue: str  # the routing key it was taken with
+    taken_at: datetime | None  # when a worker took it (the worker's clock), None when not indexed
+    eta: str = ""
+
+
+@dataclass(frozen=True)
 class BrokerReading:
     """One round trip's worth of queue depths."""
 
@@ -128,6 +144,10 @@ class BrokerReading:
     latency_ms: float = 0.0
     # Why the in-flight counts are unknown ("" when they are known).
     in_flight_note: str = ""
+    # Every in-flight message (Redis, up to UNACKED_DETAIL_LIMIT); None when not read.
+    in_flight_messages: tuple[InFlightMessage, ...] | None = None
+    # Seconds after which the broker gives an unacknowledged message back (Redis); None: it does not.
+    visibility_timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +200,7 @@ class _RedisLayout:
     sep: str
     steps: tuple[int, ...]
     unacked: str
+    unacked_index: str
     bindings: str
 
     def keys(self, queue: str) -> list[tuple[int, str]]:
@@ -197,6 +218,7 @@ def _redis_layout(channel) -> _RedisLayout:
         sep=channel.sep,
         steps=tuple(sorted(channel.priority_steps)),
         unacked=prefix + channel.unacked_key,
+        unacked_index=prefix + channel.unacked_index_key,
         bindings=prefix + channel.keyprefix_queue.replace("%s", ""),
     )
 
@@ -227,21 +249,45 @@ def _redis_seen_queues(client: redis.Redis, layout: _RedisLayout) -> list[str]:
     return sorted(names)
 
 
-def _redis_in_flight(client: redis.Redis, layout: _RedisLayout) -> tuple[int, Counter | None]:
-    """Total unacked messages and, when few enough to read, the count per routing key."""
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def _in_flight_message(tag: str, raw: bytes | str, score: float | None) -> InFlightMessage | None:
+    """One entry of the unacked hash ([message, exchange, routing key]); None when unreadable."""
+    try:
+        message, _exchange, routing_key = json.loads(raw)
+    except (ValueError, TypeError):
+        return None
+    headers = _object(_object(message).get("headers"))
+    return InFlightMessage(
+        tag=tag,
+        id=str(headers.get("id") or ""),
+        task=str(headers.get("task") or ""),
+        queue=str(routing_key or ""),
+        taken_at=datetime.fromtimestamp(score, tz=timezone.utc) if score is not None else None,
+        eta=str(headers.get("eta") or ""),
+    )
+
+
+def _redis_in_flight(client: redis.Redis, layout: _RedisLayout
+                     ) -> tuple[int, tuple[InFlightMessage, ...] | None]:
+    """Total unacked messages and, when few enough to read, each of them with when it was taken."""
     total = int(client.hlen(layout.unacked))
     if total == 0:
-        return 0, Counter()
+        return 0, ()
     if total > UNACKED_DETAIL_LIMIT:
         return total, None
-    per_queue: Counter = Counter()
-    for raw in client.hvals(layout.unacked):
-        try:
-            _message, _exchange, routing_key = json.loads(raw)
-        except (ValueError, TypeError):
-            continue
-        per_queue[routing_key] += 1
-    return total, per_queue
+    pipe = client.pipeline(transaction=False)
+    pipe.hgetall(layout.unacked)
+    pipe.zrange(layout.unacked_index, 0, -1, withscores=True)
+    entries, index = pipe.execute()
+    taken = {_text(tag): score for tag, score in index}
+    messages = (_in_flight_message(_text(tag), raw, taken.get(_text(tag)))
+                for tag, raw in entries.items())
+    found = tuple(sorted((m for m in messages if m is not None),
+                         key=lambda m: (m.taken_at is None, m.taken_at or 0, m.tag)))
+    return len(entries), found
 
 
 def _redis_depths(conn, names: list[str], *, discover: bool) -> BrokerReading:
@@ -257,7 +303,8 @@ def _redis_depths(conn, names: list[str], *, discover: bool) -> BrokerReading:
             pipe.llen(key)
     # A key of another type under a queue's name is no queue: it reads as empty, not as an error.
     lengths = iter(n if isinstance(n, int) else 0 for n in pipe.execute(raise_on_error=False))
-    in_flight_total, per_queue = _redis_in_flight(client, layout)
+    in_flight_total, in_flight = _redis_in_flight(client, layout)
+    per_queue = Counter(m.queue for m in in_flight) if in_flight is not None else None
     queues = {}
     for name in all_names:
         by_priority = {step: int(next(lengths)) for step, _key in layout.keys(name)}
@@ -268,7 +315,8 @@ def _redis_depths(conn, names: list[str], *, discover: bool) -> BrokerReading:
             in_flight=per_queue.get(name, 0) if per_queue is not None else None,
         )
     return BrokerReading(
-        transport="redis", queues=queues, in_flight_total=in_flight_total, seen_queues=tuple(seen)
+        transport="redis", queues=queues, in_flight_total=in_flight_total, seen_queues=tuple(seen),
+        in_flight_messages=in_flight, visibility_timeout=float(channel.visibility_timeout),
     )
 
 
@@ -460,7 +508,8 @@ def queue_depths(
 ) -> BrokerReading:
     """Depths of `names` (plus, with `discover`, every queue the broker holds or binds).
 
-    Redis: one pipeline of LLEN over every priority list of every queue, plus the unacked hash.
+    Redis: one pipeline of LLEN over every priority list of every queue, plus the unacked hash
+    with its index (each in-flight message and when it was taken, up to UNACKED_DETAIL_LIMIT).
     AMQP: a passive declare per queue (ready messages, consumers); unacknowledged messages and
     the virtual host's other queues from RabbitMQ's management API when TASKOPS_RABBITMQ_API
     is set, asked within what is left of `timeout` (else `in_flight_note` says why they are
@@ -474,14 +523,7 @@ def queue_depths(
             reading = _redis_depths(conn, names, discover=discover)
         else:
             reading = _amqp_depths(conn, names, discover=discover, deadline=started + bound)
-    return BrokerReading(
-        transport=reading.transport,
-        queues=reading.queues,
-        in_flight_total=reading.in_flight_total,
-        seen_queues=reading.seen_queues,
-        latency_ms=round((time.monotonic() - started) * 1000, 1),
-        in_flight_note=reading.in_flight_note,
-    )
+    return dataclasses.replace(reading, latency_ms=round((time.monotonic() - started) * 1000, 1))
 
 
 def queue_peek(name: str, *, limit: int = 20, timeout: float | None = None) -> list[WaitingMessage]:
@@ -514,3 +556,24 @@ def queue_purge(name: str, *, timeout: float | None = None) -> int:
             return int(channel.queue_purge(name) or 0)
         except NotFound as exc:
             raise QueueNotPurgeable(f"there is no queue {name!r} in the broker") from exc
+
+
+def unacked_restore(tags: list[str], *, timeout: float | None = None) -> int:
+    """Put the unacknowledged messages `tags` back at the front of their queues, now, through
+    kombu's own restore (the Redis QoS's restore_by_tag, which the broker's visibility timeout
+    uses too); return how many were still unacknowledged.
+
+    Redis only (other brokers give a message back when its consumer's connection closes): 0.
+    Raises BrokerUnavailable.
+    """
+    restored = 0
+    with broker_connection(timeout=timeout) as conn:
+        if _transport_name(conn) != "redis" or not tags:
+            return 0
+        channel = conn.default_channel
+        client = channel.client  # kombu's own client: it adds the global key prefix
+        for tag in tags:
+            if client.hexists(channel.unacked_key, tag):
+                channel.qos.restore_by_tag(tag, client=client)
+                restored += 1
+    return restored

@@ -71,6 +71,12 @@ class ConsoleSettings:
     sample_interval: _Setting[float] = _Setting(10.0, float)
     depth_retention_hours: _Setting[float] = _Setting(24.0, float)
     worker_age_out_hours: _Setting[float] = _Setting(24.0, float)
+    # A worker that said it started counts as "starting" (not "not answering") this long.
+    worker_start_grace_seconds: _Setting[float] = _Setting(30.0, float)
+    # A worker silent this long (no answer, no word from it) counts as offline (taskops.liveness).
+    worker_offline_after_seconds: _Setting[float] = _Setting(120.0, float)
+    # A queue no worker consumed for this long, with nothing in it, is listed as idle.
+    queue_idle_hours: _Setting[float] = _Setting(24.0, float)
     beat_grace_seconds: _Setting[float] = _Setting(60.0, float)
     # The queue of the console's own tasks (bulk retry jobs).
     queue: _Setting[str] = _Setting("default", str)

@@ -67,8 +67,9 @@ class WorkerStats:
     broker_transport: str = ""
 
     @property
-    def processed(self) -> int:
-        """How many tasks the worker has received since it started, all task types together."""
+    def tasks_started(self) -> int:
+        """How many tasks the worker has started since it started, running ones included (Celery's
+        `total`, counted when a pool process accepts a task), all task types together."""
         return sum(self.total_tasks.values())
 
 
@@ -104,6 +105,11 @@ class WorkerSnapshot:
     @property
     def answered(self) -> bool:
         return self.stats is not None
+
+    @property
+    def held_ids(self) -> frozenset[str]:
+        """Ids of every task the worker holds: running, prefetched and waiting for their ETA."""
+        return frozenset(t.id for t in (*self.active, *self.reserved, *self.scheduled) if t.id)
 
 
 @dataclass(frozen=True)
@@ -453,38 +459,48 @@ def worker_registered(
 def worker_snapshots(
     destination: list[str], *, detail: bool = False, timeout: float | None = None
 ) -> dict[str, WorkerSnapshot]:
-    """Inspect the named workers in parallel broadcasts (each returns once all have answered).
+    """Inspect the named workers: stats, queues and every task each holds (each call returns once
+    all have answered); with `detail`, also registered tasks with their rate limits.
 
-    With `detail`, also reserved and scheduled tasks and registered tasks with their rate limits.
-    Workers that did not answer in time get a snapshot with `stats=None`.
+    Stats, queues and ETA tasks are asked in parallel; then, of the workers that answered,
+    prefetched tasks, then running ones, one question after the other: a task moves from ETA to
+    prefetched to running, so one that moves on between two answers is in one of them, and
+    `held_ids` misses none of the tasks a worker holds. A worker that did not answer every
+    question in time gets a snapshot with `stats=None` (it did not answer).
     Raises BrokerUnavailable when the broker cannot be reached.
     """
     if not destination:
         return {}
     calls: dict[str, Callable[[], dict]] = {
         "stats": lambda: _inspect("stats", destination, timeout),
-        # safe: the sender's argument reprs (it may have masked them), not the real values.
-        "active": lambda: _inspect("active", destination, timeout, safe=True),
         "active_queues": lambda: _inspect("active_queues", destination, timeout),
+        "scheduled": lambda: _inspect("scheduled", destination, timeout),
     }
     if detail:
-        calls["reserved"] = lambda: _inspect("reserved", destination, timeout)
-        calls["scheduled"] = lambda: _inspect("scheduled", destination, timeout)
         calls["registered"] = lambda: worker_registered(destination, timeout=timeout)
     with ThreadPoolExecutor(max_workers=len(calls)) as pool:
         futures = {key: pool.submit(call) for key, call in calls.items()}
         results = {key: future.result() for key, future in futures.items()}
+    answering = sorted(set(destination) & set(results["stats"]) & set(results["scheduled"]))
+    results["reserved"] = _inspect("reserved", answering, timeout) if answering else {}
+    answering = [name for name in answering if name in results["reserved"]]
+    # safe: the sender's argument reprs (it may have masked them), not the real values.
+    results["active"] = _inspect("active", answering, timeout, safe=True) if answering else {}
+    answering = [name for name in answering if name in results["active"]]
     active = _tasks_by_worker(results["active"])
-    reserved = _tasks_by_worker(results.get("reserved", {}))
-    scheduled = _tasks_by_worker(results.get("scheduled", {}), scheduled=True)
+    reserved = _tasks_by_worker(results["reserved"])
+    scheduled = _tasks_by_worker(results["scheduled"], scheduled=True)
     registered = results.get("registered", {})
     snapshots = {}
     for name in sorted(destination):
-        stats = results["stats"].get(name)
+        if name not in answering:
+            snapshots[name] = WorkerSnapshot(name=name, stats=None)
+            continue
+        stats = results["stats"][name]
         queues = tuple(sorted(q.get("name", "") for q in results["active_queues"].get(name) or []))
         snapshots[name] = WorkerSnapshot(
             name=name,
-            stats=_stats_from_reply(name, stats) if stats is not None else None,
+            stats=_stats_from_reply(name, stats),
             active=active.get(name, ()),
             reserved=reserved.get(name, ()),
             scheduled=scheduled.get(name, ()),

@@ -14,6 +14,8 @@ ACTION_PERMISSIONS: dict[str, str] = {
     "queue.view": "taskops.view_queue",
     "queue.pause": "taskops.pause_queue",
     "queue.purge": "taskops.purge_queue",
+    # Returning stranded messages to their queue: whoever may pause and resume it.
+    "queue.restore": "taskops.pause_queue",
     "worker.view": "taskops.view_worker",
     "worker.control": "taskops.control_worker",
     "worker.shutdown": "taskops.shutdown_worker",
@@ -40,7 +42,7 @@ ACTION_PERMISSIONS: dict[str, str] = {
 
 # Actions that change something; TASKOPS_READ_ONLY turns every one of them off.
 MUTATING_ACTIONS = frozenset({
-    "queue.pause", "queue.purge", "worker.control", "worker.shutdown", "task.revoke",
+    "queue.pause", "queue.purge", "queue.restore", "worker.control", "worker.shutdown", "task.revoke",
     "task.terminate", "task.retry", "task.trigger", "schedule.edit", "schedule.import",
     "schedule.run",
 })

@@ -18,6 +18,7 @@ class QueueAdmin(ConsolePageAdmin):
             ("<taskops_name:name>/pause/", queues.queue_pause, "pause"),
             ("<taskops_name:name>/resume/", queues.queue_resume, "resume"),
             ("<taskops_name:name>/purge/", queues.queue_purge, "purge"),
+            ("<taskops_name:name>/restore/", queues.queue_restore, "restore"),
         ]
 
 

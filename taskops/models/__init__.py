@@ -2,7 +2,13 @@
 
 from taskops.models.approvals import PendingAction
 from taskops.models.audit import AuditEntry
-from taskops.models.operations import PendingRevoke, QueueDepthSample, QueuePause, WorkerSeen
+from taskops.models.operations import (
+    PendingRevoke,
+    QueueDepthSample,
+    QueuePause,
+    QueueSeen,
+    WorkerSeen,
+)
 from taskops.models.pages import Queue, Report, Task, Worker
 from taskops.models.retries import RetryJob, RetryJobItem, RunRetry
 from taskops.models.runs import TaskRun
@@ -15,6 +21,7 @@ __all__ = [
     "Queue",
     "QueueDepthSample",
     "QueuePause",
+    "QueueSeen",
     "Report",
     "RetryJob",
     "RetryJobItem",

@@ -39,13 +39,26 @@ class PendingRevoke(models.Model):
 
 
 class WorkerSeen(models.Model):
-    """A worker the console has seen: kept while offline so it can be shown as such, then aged out."""
+    """A worker the console has seen: kept while offline so it can be shown as such, then aged out.
+
+    What the worker said about itself (it started, it began a warm shutdown, it said goodbye) and
+    when it last answered beat's sampler are the facts taskops.liveness turns into its state.
+    """
 
     name = models.CharField(max_length=255, unique=True)
     first_seen_at = models.DateTimeField(auto_now_add=True)
     last_seen_at = models.DateTimeField(db_index=True)
-    online = models.BooleanField(default=True)
+    online = models.BooleanField(default=True, help_text="believed alive: not said goodbye, not "
+                                 "silent past TASKOPS_WORKER_OFFLINE_AFTER_SECONDS")
     queues = models.JSONField(default=list, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True, help_text="it said it started")
+    ready_at = models.DateTimeField(null=True, blank=True,
+                                    help_text="it said it is ready (it consumes, and answers)")
+    last_answered_at = models.DateTimeField(null=True, blank=True,
+                                            help_text="it last answered beat's sampler")
+    stopping_since = models.DateTimeField(null=True, blank=True,
+                                          help_text="it said it began a warm shutdown")
+    goodbye_at = models.DateTimeField(null=True, blank=True, help_text="it said goodbye")
 
     def __str__(self) -> str:
         return self.name
@@ -65,3 +78,14 @@ class QueueDepthSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.queue}={self.depth} at {self.sampled_at:%H:%M:%S}"
+
+
+class QueueSeen(models.Model):
+    """A queue beat's sampler has seen, and when a worker last consumed it (for the idle section)."""
+
+    queue = models.CharField(max_length=255, unique=True)
+    first_seen_at = models.DateTimeField()
+    last_consumed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.queue

@@ -54,19 +54,21 @@ class BeatHealth:
 
     @property
     def sampler_age_seconds(self) -> float | None:
-        if self.last_sample_at is None:
-            return None
-        return (self.checked_at - self.last_sample_at).total_seconds()
+        """Seconds since the sampler's last sample, now (this reading may be older than that)."""
+        return _seconds_since(self.last_sample_at)
 
     @property
     def dispatch_age_seconds(self) -> float | None:
-        if self.last_dispatch_at is None:
-            return None
-        return max(0.0, (self.checked_at - self.last_dispatch_at).total_seconds())
+        """Seconds since beat's last dispatch, now: the dashboard and /metrics say the same."""
+        return _seconds_since(self.last_dispatch_at)
 
     def late_for(self, name: str) -> LateSchedule | None:
         """The late or missed run of the schedule `name`, or None (for flags in the schedule list)."""
         return next((s for s in self.late if s.name == name), None)
+
+
+def _seconds_since(moment: datetime | None) -> float | None:
+    return None if moment is None else max(0.0, (timezone.now() - moment).total_seconds())
 
 
 def grace_seconds() -> float:

@@ -13,7 +13,7 @@ from kombu.utils.json import loads as kombu_loads
 
 from django.contrib.auth.models import AnonymousUser, User
 
-from taskops import cache, control
+from taskops import cache, control, liveness
 from taskops.broker import priority_range
 from taskops.conf import celery_app, config
 from taskops.connection import BrokerUnavailable
@@ -223,7 +223,9 @@ def _read_registrations() -> WorkerRegistrations:
                        "listed.")
     if not online:
         banners.append("No worker is online: only the tasks known to this console are listed.")
-    complete = not silent and not any(w.status == "not answering" for w in reading.workers)
+    # A worker that does not answer yet (starting) or any more (not answering) may register more.
+    complete = not silent and not any(w.status in (liveness.STARTING, liveness.NOT_ANSWERING)
+                                      for w in reading.workers)
     return WorkerRegistrations(by_worker=by_worker, banners=tuple(banners), complete=complete)
 
 

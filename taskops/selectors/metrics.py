@@ -23,7 +23,6 @@ DB_CACHE_KEY = "taskops:metrics:db"
 @dataclass(frozen=True)
 class DatabaseReading:
     taken_at: datetime
-    beat: BeatHealth
     runs: tuple[tuple[str, str, int], ...]  # (task name, state, runs) in the last RUNS_WINDOW
     retries: int  # retries sent by the console in the last RUNS_WINDOW
 
@@ -32,6 +31,7 @@ class DatabaseReading:
 class MetricsReading:
     cluster: ClusterReading
     database: DatabaseReading
+    beat: BeatHealth  # the same reading of beat's health the dashboard shows
 
 
 def _read_database() -> DatabaseReading:
@@ -42,15 +42,16 @@ def _read_database() -> DatabaseReading:
             .values_list("task_name", "status").annotate(n=Count("id")))
     return DatabaseReading(
         taken_at=now,
-        beat=beat_health_shared(),  # published by beat: thousands of schedules cost seconds
         runs=tuple(sorted((name or "", status or "", n) for name, status, n in runs)),
         retries=RunRetry.objects.filter(requested_at__gte=since).count(),
     )
 
 
 def metrics_reading() -> MetricsReading:
-    """The cluster reading every page shares (bounded broker time) and a shared database reading."""
+    """The cluster reading and beat's health every page shares (the dashboard's, not copies of
+    them kept longer), and a shared database reading of runs and retries."""
     return MetricsReading(
         cluster=cluster_reading(),
         database=cache.shared_value(DB_CACHE_KEY, DB_READING_TTL, _read_database),
+        beat=beat_health_shared(),  # published by beat: thousands of schedules cost seconds
     )

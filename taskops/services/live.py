@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from taskops import broker, cache, control
+from taskops import broker, cache, control, liveness
 from taskops.conf import config
 from taskops.connection import BrokerUnavailable
 from taskops.models import (
@@ -21,10 +21,11 @@ from taskops.models import (
     PendingRevoke,
     QueueDepthSample,
     QueuePause,
+    QueueSeen,
     WorkerSeen,
 )
-from taskops.selectors.live import queue_refusal
-from taskops.services.approvals import approvable, dangerous_gate
+from taskops.selectors.live import queue_refusal, stranded_now, worker_answers_remembered, worker_facts
+from taskops.services.approvals import MIN_REASON_LENGTH, approvable, dangerous_gate
 from taskops.services.base import (
     ActionOutcome,
     Actor,
@@ -102,6 +103,9 @@ def queue_resume(*, actor: Actor, queue: str, reason: str = "") -> ActionOutcome
     except BrokerUnavailable as exc:
         return act.broker_failed(exc, "Resume")
     pause.delete()
+    for seen in WorkerSeen.objects.filter(name__in=result.answered if result else ()):
+        seen.queues = sorted({*seen.queues, queue})
+        seen.save(update_fields=["queues"])
     if result is None:
         outcome = ActionOutcome(
             AuditEntry.Outcome.OK, f"Queue {queue} resumed. No worker had been paused on it.", {}
@@ -154,6 +158,45 @@ def queue_purge(
 def _queue_purge_approved(*, actor: Actor, params: dict, reason: str, approval) -> ActionOutcome:
     return queue_purge(actor=actor, queue=params["queue"], confirm=params["queue"], reason=reason,
                        approval=approval)
+
+
+def queue_stranded_restore(*, actor: Actor, queue: str, reason: str = "") -> ActionOutcome:
+    """Give `queue` back the messages stranded in flight (taken by a worker that is gone, held by
+    no worker), now instead of at the broker's visibility timeout, through kombu's own restore.
+
+    Which messages are stranded is read afresh (taskops.liveness.in_flight_kind): held by no
+    worker that answered, and not possibly by one that did not. Each goes back to the front of
+    its queue; a task that was running when its worker died runs again. Needs a reason.
+    """
+    act = _queue_action(actor, "queue.restore", queue, reason, "queue.restore")
+    act.refuse_without_reason("Returning stranded messages needs a reason: type why (it is kept in "
+                              "the audit log).", min_length=MIN_REASON_LENGTH)
+    try:
+        stranded = stranded_now(queue)
+    except BrokerUnavailable as exc:
+        return act.broker_failed(exc, "Return")
+    if stranded is None:
+        act.refuse(f"The console cannot tell which messages of {queue} are stranded: the broker is "
+                   f"not Redis, or more than {broker.UNACKED_DETAIL_LIMIT} messages are in flight.")
+    if not stranded:
+        act.refuse(f"No message of {queue} is stranded now: every message in flight is held by a "
+                   "worker, or may be held by one that does not answer.")
+    act.intent()
+    try:
+        restored = broker.unacked_restore([row.message.tag for row in stranded])
+    except BrokerUnavailable as exc:
+        return act.broker_failed(exc, "Return")
+    finally:
+        cache.drop(cache.LIVE_KEY)
+    detail = {"stranded": len(stranded), "restored": restored,
+              "task_ids": [row.message.id for row in stranded][:100]}
+    plural = "s" if restored != 1 else ""
+    message = (f"Returned {restored} stranded message{plural} to the front of {queue}; a task that was "
+               "running when its worker died runs again.")
+    if restored < len(stranded):
+        message += (f" {len(stranded) - restored} had been given back or acknowledged meanwhile.")
+        return act.finish(ActionOutcome(AuditEntry.Outcome.PARTIAL, message, detail))
+    return act.finish(ActionOutcome(AuditEntry.Outcome.OK, message, detail))
 
 
 # --- Workers ------------------------------------------------------------------------------------
@@ -292,7 +335,9 @@ def worker_shutdown(
             AuditEntry.Outcome.PARTIAL,
             f"Shutdown sent to {worker}; it still answers (it finishes its running tasks first).",
         ))
-    WorkerSeen.objects.filter(name=worker).update(online=False)
+    now = timezone.now()
+    WorkerSeen.objects.filter(name=worker).update(online=False, goodbye_at=now, last_seen_at=now)
+    cache.drop(cache.LIVE_KEY)
     return act.finish(ActionOutcome(AuditEntry.Outcome.OK,
                                     f"{worker} shut down: it no longer answers."))
 
@@ -384,17 +429,22 @@ class WorkerStartPlan:
 
 
 def worker_came_online(*, name: str, queues: list[str]) -> WorkerStartPlan:
-    """Record a starting worker; return the paused queues it must not consume and the revokes."""
+    """Record a starting worker; return the paused queues it must not consume and the revokes.
+
+    Its queues are recorded without the paused ones: it never consumes those until resumed.
+    """
     now = timezone.now()
     with transaction.atomic():
-        WorkerSeen.objects.update_or_create(
-            name=name, defaults={"last_seen_at": now, "online": True, "queues": sorted(queues)}
-        )
         hold = []
         for pause in QueuePause.objects.select_for_update().filter(queue__in=queues):
             pause.workers = sorted(set(pause.workers) | {name})
             pause.save(update_fields=["workers"])
             hold.append(pause.queue)
+        consuming = sorted(set(queues) - set(hold))
+        WorkerSeen.objects.update_or_create(name=name, defaults={
+            "last_seen_at": now, "online": True, "queues": consuming, "started_at": now,
+            "ready_at": None, "stopping_since": None, "goodbye_at": None})
+        _queues_consumed(consuming, now)
         revokes = list(PendingRevoke.objects.select_for_update())
         for revoke in revokes:
             if name not in revoke.acknowledged_by:
@@ -404,25 +454,57 @@ def worker_came_online(*, name: str, queues: list[str]) -> WorkerStartPlan:
     return WorkerStartPlan(tuple(sorted(hold)), tuple(r.task_id for r in revokes))
 
 
-def worker_went_offline(*, name: str) -> None:
-    """Record a worker that shut down."""
-    WorkerSeen.objects.filter(name=name).update(online=False, last_seen_at=timezone.now())
+def worker_became_ready(*, name: str) -> None:
+    """Record a worker that is ready: it consumes, and answers the console from now on."""
+    now = timezone.now()
+    WorkerSeen.objects.filter(name=name).update(ready_at=now, last_seen_at=now, online=True)
     cache.drop(cache.LIVE_KEY)
+
+
+def worker_stopping(*, name: str) -> None:
+    """Record a worker that began a warm shutdown: it finishes its running tasks, answering nobody."""
+    now = timezone.now()
+    # Not once it said goodbye: a worker with nothing to finish may say both at once.
+    WorkerSeen.objects.filter(name=name, online=True).update(stopping_since=now, last_seen_at=now)
+    cache.drop(cache.LIVE_KEY)
+
+
+def worker_went_offline(*, name: str) -> None:
+    """Record a worker that said goodbye (it shut down)."""
+    now = timezone.now()
+    WorkerSeen.objects.filter(name=name).update(online=False, goodbye_at=now, last_seen_at=now)
+    cache.drop(cache.LIVE_KEY)
+
+
+def _queues_consumed(names: list[str], now) -> None:
+    """Note that a worker consumes `names` now (the idle section reads when each was last consumed)."""
+    if not names:
+        return
+    QueueSeen.objects.bulk_create([QueueSeen(queue=name, first_seen_at=now) for name in names],
+                                  ignore_conflicts=True)
+    QueueSeen.objects.filter(queue__in=names).update(last_consumed_at=now)
 
 
 # --- Sampling (run by beat, see taskops.sampler) --------------------------------------------------
 
 
 def cluster_sample(*, queue_names: list[str]) -> int:
-    """Record who is online and every queue's depth; drop history past retention. Returns samples."""
+    """Record who answers, who is offline by the rules of taskops.liveness (said goodbye, or silent
+    for TASKOPS_WORKER_OFFLINE_AFTER_SECONDS: never for one missed ping), which queues are seen
+    and consumed, and every queue's depth; drop history past retention. Returns samples."""
     now = timezone.now()
     online = set(control.worker_discover())
+    remembered = worker_answers_remembered()
     with transaction.atomic():
         for name in online:
             WorkerSeen.objects.update_or_create(
-                name=name, defaults={"last_seen_at": now, "online": True}
+                name=name, defaults={"last_seen_at": now, "last_answered_at": now, "online": True}
             )
-        WorkerSeen.objects.filter(online=True).exclude(name__in=online).update(online=False)
+        silent = WorkerSeen.objects.filter(online=True).exclude(name__in=online)
+        gone = [row.name for row in silent
+                if liveness.worker_state(worker_facts(row, None, remembered.get(row.name), broker_ok=True),
+                                         now=now).state == liveness.OFFLINE]
+        WorkerSeen.objects.filter(name__in=gone).update(online=False)
         age_out = now - timedelta(hours=config.worker_age_out_hours)
         WorkerSeen.objects.filter(online=False, last_seen_at__lt=age_out).delete()
     paused = list(QueuePause.objects.values_list("queue", flat=True))
@@ -433,6 +515,13 @@ def cluster_sample(*, queue_names: list[str]) -> int:
         if q.exists and q.depth is not None
     ]
     QueueDepthSample.objects.bulk_create(samples)
+    seen_queues = sorted(reading.queues)
+    QueueSeen.objects.bulk_create([QueueSeen(queue=name, first_seen_at=now) for name in seen_queues],
+                                  ignore_conflicts=True)
+    QueueSeen.objects.exclude(queue__in=seen_queues).delete()  # its binding is gone: no queue
+    consumed = {queue for queues in WorkerSeen.objects.filter(name__in=online)
+                .values_list("queues", flat=True) for queue in queues}
+    _queues_consumed(sorted(consumed & set(seen_queues)), now)
     revoke_keep = timedelta(hours=config.revoke_retention_hours)
     PendingRevoke.objects.filter(requested_at__lt=now - revoke_keep).delete()
     keep = now - timedelta(hours=config.depth_retention_hours)

@@ -24,6 +24,11 @@ def _age(moment) -> float:
     return (timezone.now() - moment).total_seconds() if moment else math.inf
 
 
+def _or_inf(seconds: float | None) -> float:
+    """A duration, or +Inf for one that never started (so "age > N" alerts fire)."""
+    return math.inf if seconds is None else seconds
+
+
 def _gauge(name: str, help_text: str, samples: list[tuple[dict[str, str], float]]) -> GaugeMetricFamily:
     """A gauge family from (labels, value) samples; every sample of a family has the same labels."""
     labels = list(samples[0][0]) if samples else []
@@ -40,7 +45,7 @@ class ConsoleCollector(Collector):
         self.reading = reading
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        cluster, db = self.reading.cluster, self.reading.database
+        cluster, db, beat = self.reading.cluster, self.reading.database, self.reading.beat
         hours = f"{RUNS_WINDOW.total_seconds() / 3600:g} h"
         yield _gauge("taskops_broker_up", "1 when the console's last reading of the broker "
                      "succeeded, 0 when the broker did not answer in time.", [({}, cluster.broker_ok)])
@@ -57,6 +62,9 @@ class ConsoleCollector(Collector):
             yield _gauge("taskops_queue_unacked", "Messages taken by workers and not yet "
                          "acknowledged (prefetched, running or waiting for their ETA).",
                          [({}, cluster.in_flight_total)])
+        yield _gauge("taskops_queue_stranded", "Messages taken from a queue by a worker that is gone "
+                     "and held by no worker: they wait for the broker's visibility timeout.",
+                     [({"queue": q.name}, q.stranded) for q in cluster.queues if q.stranded is not None])
         yield _gauge("taskops_workers_online", "Workers that answered the console's last "
                      "reading.", [({}, cluster.online_count)])
         yield _gauge("taskops_worker_up", "1 for a worker that answered the last reading, 0 for "
@@ -69,18 +77,18 @@ class ConsoleCollector(Collector):
                      f"{hours} (a sliding window, not a counter).", [({}, db.retries)])
         yield _gauge("taskops_beat_last_sample_age_seconds", "Seconds since beat's sampler last "
                      "recorded queue depths (beat's heartbeat; +Inf when never).",
-                     [({}, _age(db.beat.last_sample_at))])
+                     [({}, _or_inf(beat.sampler_age_seconds))])
         yield _gauge("taskops_beat_last_dispatch_age_seconds", "Seconds since beat last sent a "
                      "periodic task (beat's own record, else the newest run a schedule started; "
-                     "+Inf when never).", [({}, _age(db.beat.last_dispatch_at))])
+                     "+Inf when never).", [({}, _or_inf(beat.dispatch_age_seconds))])
         yield _gauge("taskops_beat_due_not_sent", "1 when schedules are due and beat has sent "
-                     "nothing since the first of them was due.", [({}, db.beat.due_not_sent)])
+                     "nothing since the first of them was due.", [({}, beat.due_not_sent)])
         yield _gauge("taskops_schedules_late", "Enabled schedules whose expected run did not "
                      "happen within the grace period (missed: a later run is overdue too).",
-                     [({"state": state}, sum(1 for s in db.beat.late if s.state == state))
+                     [({"state": state}, sum(1 for s in beat.late if s.state == state))
                       for state in ("late", "missed")])
         yield _gauge("taskops_schedules_enabled", "Enabled periodic tasks.",
-                     [({}, db.beat.enabled_schedules)])
+                     [({}, beat.enabled_schedules)])
 
 
 def metrics_exposition(reading: MetricsReading, accept: str = "") -> tuple[bytes, str]:

@@ -1,4 +1,4 @@
-"""Queue pages: the list, one queue (depth, history, peek) and its pause, resume and purge."""
+"""Queue pages: the list, one queue (depth, history, peek, in flight) and its pause, resume, purge and restore."""
 
 from __future__ import annotations
 
@@ -55,4 +55,12 @@ def queue_purge(request: HttpRequest, name: str) -> HttpResponse:
         perform=lambda actor, form: services.queue_purge(
             actor=actor, queue=name, confirm=form.cleaned_data["confirm"],
             reason=form.cleaned_data["reason"]),
+    )
+
+
+def queue_restore(request: HttpRequest, name: str) -> HttpResponse:
+    return run_action(
+        request, action="queue.restore", form_class=ReasonForm, fallback=_detail_url(name),
+        perform=lambda actor, form: services.queue_stranded_restore(
+            actor=actor, queue=name, reason=form.cleaned_data["reason"]),
     )

@@ -42,6 +42,8 @@ class Side:
     publish: object
     run_slow: Callable[[str, str], str]  # (worker, queue) -> id of a task now running there
     stop_broker: Callable[[], None]
+    # queue -> id of its next message, taken by a consumer that then died without acknowledging it
+    take_and_die: Callable[[str], str] | None = None
 
 
 def observed(value):
@@ -59,6 +61,8 @@ def observed(value):
             fields["error"] = "(a reason)"
         if isinstance(value, broker.WaitingMessage):
             fields.update(eta=bool(value.eta), expires=bool(value.expires))
+        if isinstance(value, broker.InFlightMessage):
+            fields.update(tag=bool(value.tag), taken_at=type(value.taken_at).__name__)
         return (type(value).__name__, fields)
     if isinstance(value, dict):
         return {key: observed(item) for key, item in value.items()}
@@ -231,6 +235,16 @@ def broker_scenario(side: Side, queue: str) -> dict:
     seen["peek default route"] = observed(b.queue_peek("reports"))
     seen["peek console task"] = [(m.task, m.args) for m in b.queue_peek(f"{queue}-jobs")]
     seen["peek nothing"] = observed(b.queue_peek(unique("empty")))
+
+    taken = side.take_and_die(queue)
+    reading = b.queue_depths([queue], discover=False)
+    seen["taken, not acknowledged"] = observed(reading)
+    tag = next(m.tag for m in reading.in_flight_messages if m.id == taken)
+    seen["restore"] = b.unacked_restore([tag, "no-such-tag"])
+    seen["restore again"] = b.unacked_restore([tag])
+    seen["restore nothing"] = b.unacked_restore([])
+    seen["after restore"] = observed(b.queue_depths([queue], discover=False))
+    seen["restored first in line"] = [m.id for m in b.queue_peek(queue)]
     seen["purge"] = b.queue_purge(queue)
     seen["depth after purge"] = observed(b.queue_depths([queue], discover=False))
     seen["purge an unknown queue"] = b.queue_purge(unique("never"))
@@ -244,6 +258,7 @@ def broker_scenario(side: Side, queue: str) -> dict:
         "depths": lambda: b.queue_depths([queue]),
         "peek": lambda: b.queue_peek(queue),
         "purge": lambda: b.queue_purge(queue),
+        "restore": lambda: b.unacked_restore(["a-tag"]),
         "publish": lambda: p.calls_publish([Send("id-lost", _call(routing_key=queue))]),
         "console task": lambda: p.console_task_send("taskops.retry_job_run", [1], queue=queue),
     }.items():
@@ -251,13 +266,25 @@ def broker_scenario(side: Side, queue: str) -> dict:
     return seen
 
 
+def take_and_die_real(queue: str) -> str:
+    """A consumer takes the next message of `queue` and dies: kombu keeps it unacknowledged."""
+    from taskops.conf import celery_app
+
+    with celery_app().connection_for_write() as conn:
+        channel = conn.default_channel
+        channel.do_restore = False  # dying, it gives nothing back when its channel closes
+        return channel.basic_get(queue, no_ack=False).headers["id"]
+
+
 def test_the_fake_broker_and_publisher_answer_as_a_real_redis_does(isolated_broker):
     queue = unique("contract")
-    real = broker_scenario(Side(control, broker, publish, None, isolated_broker.stop), queue)
+    real = broker_scenario(Side(control, broker, publish, None, isolated_broker.stop,
+                                take_and_die_real), queue)
 
     fake = FakeCluster()
     faked = broker_scenario(Side(fake.control, fake.broker, fake.publish, None,
-                                 lambda: setattr(fake, "broker_up", False)), queue)
+                                 lambda: setattr(fake, "broker_up", False),
+                                 lambda queue: fake.message_take(queue).id), queue)
 
     assert_same(real, faked)
 

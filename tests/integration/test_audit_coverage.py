@@ -92,6 +92,9 @@ CASES: dict[str, Case] = {
     "admin:taskops_queue_resume": Case(lambda c: (c.queue,), lambda c: REASON, "queue.resume"),
     "admin:taskops_queue_purge": Case(lambda c: (c.queue,), lambda c: {**REASON, "confirm": c.queue},
                                       "queue.purge"),
+    # Nothing is stranded in the coverage queue: refused, and audited as such (the cross-check
+    # and read-only tests return real stranded messages).
+    "admin:taskops_queue_restore": Case(lambda c: (c.queue,), lambda c: REASON, "queue.restore"),
     "admin:taskops_worker_pool": Case(lambda c: (c.worker,), lambda c: {"direction": "grow", "n": 1},
                                       "worker.pool_grow"),
     "admin:taskops_worker_autoscale": Case(lambda c: (c.worker,),

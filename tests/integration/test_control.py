@@ -32,12 +32,12 @@ def test_stats_report_the_prefork_pool_of_the_live_worker(celery_worker):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_stats_count_tasks_the_worker_has_processed(celery_worker):
-    before = worker_stats(destination=[celery_worker.name])[celery_worker.name].processed
+def test_stats_count_the_tasks_the_worker_has_started(celery_worker):
+    before = worker_stats(destination=[celery_worker.name])[celery_worker.name].tasks_started
     celery_app().send_task("demo.tasks.flaky_call", args=["count"], kwargs={"fail_rate": 0.0}).get(
         timeout=30
     )
-    after = worker_stats(destination=[celery_worker.name])[celery_worker.name].processed
+    after = worker_stats(destination=[celery_worker.name])[celery_worker.name].tasks_started
 
     assert after == before + 1
 

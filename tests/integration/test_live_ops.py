@@ -9,7 +9,7 @@ import pytest
 from django_celery_results.models import TaskResult
 
 from taskops import broker, control
-from taskops.models import AuditEntry, PendingRevoke, QueuePause
+from taskops.models import AuditEntry, PendingRevoke, QueuePause, WorkerSeen
 from taskops.services import (
     ActionRefused,
     queue_pause,
@@ -113,6 +113,7 @@ def test_pause_holds_messages_and_later_workers_then_resume_drains(start_worker,
     consumed = control.queue_consumers()
     assert queue not in consumed[first.name] and queue not in consumed[second.name]
     assert set(QueuePause.objects.get(queue=queue).workers) == {first.name, second.name}
+    assert WorkerSeen.objects.get(name=second.name).queues == [side_b]  # it never consumed the paused one
 
     resumed = queue_resume(actor=actor, queue=queue)
 

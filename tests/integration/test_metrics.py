@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 from datetime import timedelta
 
@@ -16,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from taskops import services
 from taskops.models import QueuePause, RunRetry
+from taskops.selectors.beat_health import PUBLISHED_KEY, BeatHealth
 from tests.support.faults import FAILURES, broker_failing
 from tests.support.poll import poll_until
 from tests.support.tasks import send, unique
@@ -170,3 +172,23 @@ def test_a_dead_broker_is_reported_quickly_not_a_hang_or_an_error(failure, isola
     assert metrics["taskops_queue_depth"] == {}  # unknown, not zero
     assert value(metrics, "taskops_workers_online") == 0
     assert "taskops_runs_last_24h" in metrics  # the database still answers
+
+
+def test_the_dashboard_and_metrics_tell_the_same_age_of_beats_last_dispatch(fake_cluster, token,
+                                                                            role_client):
+    """Both read beat's published health (here published 10 s ago) and count the age until now."""
+    now = timezone.now()
+    health = BeatHealth(checked_at=now - timedelta(seconds=10), grace_seconds=60,
+                        last_dispatch_at=now - timedelta(seconds=100), last_dispatch_name="nightly",
+                        dispatch_recorded=True, last_sample_at=now - timedelta(seconds=10),
+                        sampler_alive=True, enabled_schedules=1, due_not_sent=False)
+    cache.set(PUBLISHED_KEY, {"health": health, "interval": 10}, timeout=60)
+
+    dashboard = role_client("Operations").get(reverse("admin:index")).content.decode()
+    metrics = parse(Client().get(METRICS, headers={"Authorization": f"Bearer {TOKEN}"}).content.decode())
+
+    shown = re.search(r"last dispatched: nightly, (?:(\d+) min )?(\d+) s ago", dashboard)
+    assert shown, dashboard
+    dashboard_age = int(shown.group(1) or 0) * 60 + int(shown.group(2))
+    metrics_age = value(metrics, "taskops_beat_last_dispatch_age_seconds")
+    assert 100 <= dashboard_age <= metrics_age <= dashboard_age + 2, (dashboard_age, metrics_age)

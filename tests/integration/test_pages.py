@@ -62,6 +62,7 @@ POST_ACTIONS = {
     ("admin:taskops_queue_pause", ("default",)): OPS_ONLY,
     ("admin:taskops_queue_resume", ("default",)): OPS_ONLY,
     ("admin:taskops_queue_purge", ("default",)): OPS_ONLY,
+    ("admin:taskops_queue_restore", ("default",)): OPS_ONLY,
     ("admin:taskops_worker_pool", (WORKER,)): OPS_ONLY,
     ("admin:taskops_worker_autoscale", (WORKER,)): OPS_ONLY,
     ("admin:taskops_worker_rate_limit", (WORKER,)): OPS_ONLY,

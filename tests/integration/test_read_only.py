@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
@@ -83,6 +85,9 @@ def cluster(fake_cluster, role_client, request) -> tuple[Cluster, object]:
     fake_cluster.worker_add(worker, queue, autoscale=(4, 2))
     fake_cluster.worker_add(spare, unique("spare"))
     QueuePause.objects.create(queue=queue, workers=[worker])  # so that resume has one to resume
+    # A message a worker took from the queue and died holding: so that restore has one to return.
+    fake_cluster.publish.console_task_send("demo.tasks.generate_report", ["stranded"], queue=queue)
+    fake_cluster.message_take(queue, taken_at=timezone.now() - timedelta(minutes=5))
     PartnerStatus.objects.create(name="billing", down=False)
     failed = str(uuid.uuid4())
     TaskResult.objects.create(
@@ -104,6 +109,7 @@ def _world(fake_cluster) -> dict:
         "commands": [name for name, _args, _to in fake_cluster.commands],
         "sent": len(fake_cluster.sent),
         "waiting": {q: len(m) for q, m in fake_cluster.queues.items() if m},
+        "in flight": sorted(fake_cluster.unacked),
         "workers": sorted(fake_cluster.workers),
         "pauses": list(QueuePause.objects.values_list("queue", flat=True)),
         "approvals": list(PendingAction.objects.order_by("pk").values_list("pk", "state")),

@@ -45,6 +45,8 @@ MUTATING: dict[str, Callable[[Actor], object]] = {
     "queue_resume": lambda a: services.queue_resume(actor=a, queue="default", reason="r"),
     "queue_purge": lambda a: services.queue_purge(actor=a, queue="default", confirm="default",
                                                   reason="reason"),
+    "queue_stranded_restore": lambda a: services.queue_stranded_restore(actor=a, queue="default",
+                                                                        reason="reason"),
     "worker_pool_resize": lambda a: services.worker_pool_resize(actor=a, worker="w@h", delta=1),
     "worker_autoscale": lambda a: services.worker_autoscale(actor=a, worker="w@h", max_processes=2,
                                                             min_processes=1),

@@ -33,6 +33,7 @@ from taskops import publish as real_publish
 from taskops.broker import (
     BrokerReading,
     BrokerStatus,
+    InFlightMessage,
     PriorityRange,
     QueueDepth,
     QueueNotPurgeable,
@@ -141,6 +142,8 @@ class FakeCluster:
         self.broker_up = True
         self.workers: dict[str, FakeWorker] = {}
         self.queues: dict[str, list[FakeMessage]] = {}  # oldest first: the next to run
+        # Taken and not acknowledged, by delivery tag: (message, queue, when it was taken).
+        self.unacked: dict[str, tuple[FakeMessage, str, datetime]] = {}
         self.declared: set[str] = set()  # queues bound in the broker (published to or consumed)
         self.commands: list[tuple[str, dict, tuple[str, ...] | None]] = []
         self.sent: list[tuple[Send, dict]] = []  # each publish: the call and the send options
@@ -327,8 +330,7 @@ class FakeCluster:
                 continue
             snapshots[name] = WorkerSnapshot(
                 name=name, stats=worker.stats(), active=tuple(worker.active),
-                reserved=tuple(worker.reserved) if detail else (),
-                scheduled=tuple(worker.scheduled) if detail else (),
+                reserved=tuple(worker.reserved), scheduled=tuple(worker.scheduled),
                 queues=tuple(sorted(worker.queues)),
                 registered={k: dict(v) for k, v in worker.registered.items()} if detail else None,
             )
@@ -360,14 +362,43 @@ class FakeCluster:
         self._up()
         seen = sorted(q for q in self.declared if not self._own_key(q)) if discover else []
         queues = {}
+        in_flight = tuple(sorted(
+            (InFlightMessage(tag=tag, id=m.id, task=m.task, queue=queue, taken_at=taken, eta=m.eta)
+             for tag, (m, queue, taken) in self.unacked.items()),
+            key=lambda m: (m.taken_at, m.tag)))
         for name in sorted(set(names) | set(seen)):
             by_priority: dict[int, int] = {}
             for message in self.queues.get(name, []):
                 by_priority[message.priority] = by_priority.get(message.priority, 0) + 1
             queues[name] = QueueDepth(name=name, depth=sum(by_priority.values()),
-                                      by_priority=dict(sorted(by_priority.items())), in_flight=0)
-        return BrokerReading(transport="redis", queues=queues, in_flight_total=0,
-                             seen_queues=tuple(seen), latency_ms=0.1)
+                                      by_priority=dict(sorted(by_priority.items())),
+                                      in_flight=sum(1 for m in in_flight if m.queue == name))
+        return BrokerReading(transport="redis", queues=queues, in_flight_total=len(in_flight),
+                             seen_queues=tuple(seen), latency_ms=0.1, in_flight_messages=in_flight,
+                             visibility_timeout=float(self._visibility_timeout()))
+
+    @staticmethod
+    def _visibility_timeout() -> float:
+        options = celery_app().conf.broker_transport_options or {}
+        return options.get("visibility_timeout", 3600)
+
+    def _broker_unacked_restore(self, tags: list[str], *, timeout: float | None = None) -> int:
+        self._up()
+        restored = 0
+        for tag in tags:
+            if tag in self.unacked:
+                message, queue, _taken = self.unacked.pop(tag)
+                self.queues.setdefault(queue, []).insert(0, message)  # next in line, as kombu does
+                restored += 1
+        return restored
+
+    def message_take(self, queue: str, *, taken_at: datetime | None = None) -> FakeMessage:
+        """A consumer takes the next message of `queue` without acknowledging it (a worker that
+        holds it, or one that died holding it: see task_running for what a worker reports)."""
+        message = min(self.queues[queue], key=lambda m: m.priority)  # stable: oldest first
+        self.queues[queue].remove(message)
+        self.unacked[uuid.uuid4().hex] = (message, queue, taken_at or datetime.now(timezone.utc))
+        return message
 
     def _broker_queue_peek(self, name: str, *, limit: int = 20,
                            timeout: float | None = None) -> list[WaitingMessage]:

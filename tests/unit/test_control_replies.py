@@ -93,7 +93,7 @@ def test_stats_keep_what_the_console_shows_and_drop_the_broker_details(replies):
         pool_processes=(11, 12), prefetch_count=8, uptime_seconds=17,
         total_tasks={"demo.tasks.flaky_call": 3, "demo.tasks.generate_report": 2},
         autoscaler={"max": 4, "min": 1}, broker_transport="redis")
-    assert stats["a@h"].processed == 5
+    assert stats["a@h"].tasks_started == 5
     assert "hunter2" not in repr(stats) and "secret-host" not in repr(stats)
     assert stats["b@h"] == WorkerStats(name="b@h", pid=None, pool_implementation="",
                                        pool_max_concurrency=None, pool_processes=(),
@@ -139,7 +139,7 @@ def test_active_and_scheduled_tasks_become_task_infos_with_bounded_reprs():
 
 def test_snapshots_of_silent_workers_have_no_stats(replies):
     replies({"stats": [{"a@h": STATS}], "active_queues": [{"a@h": [{"name": "reports"}]}],
-             "active": [{"a@h": []}]})
+             "scheduled": [{"a@h": []}], "reserved": [{"a@h": []}], "active": [{"a@h": []}]})
 
     snapshots = control.worker_snapshots(["a@h", "z@h"])
 
@@ -157,3 +157,23 @@ def test_without_named_workers_a_call_waits_its_whole_timeout_and_with_them_only
 
     assert [(s["awaited"], s["timeout"]) for s in sent] == [(None, 0.3), (["a@h", "b@h"], None)]
     assert control._timeout(None) == 1.0 and control._timeout(0.3) == 0.3
+
+
+def test_what_workers_hold_is_asked_eta_then_prefetched_then_running_of_those_that_answered(replies):
+    """A task moves from ETA to prefetched to running: asked in that order, one after the other, a
+    task that moves on between two answers is in one of them. A worker that misses one of these
+    questions did not answer (what it holds is not known)."""
+    task = {"id": "t9", "name": "demo.tasks.slow_task", "args": "[]", "kwargs": "{}"}
+    sent = replies({"stats": [{"a@h": STATS}, {"b@h": STATS}], "active_queues": [{"a@h": []}, {"b@h": []}],
+                    "scheduled": [{"a@h": []}, {"b@h": []}], "reserved": [{"a@h": [task]}],
+                    "active": [{"a@h": [{**task, "id": "t8"}]}]})
+
+    snapshots = control.worker_snapshots(["a@h", "b@h", "z@h"])
+
+    order = [call["command"] for call in sent]
+    assert set(order[:3]) == {"stats", "active_queues", "scheduled"} and order[3:] == ["reserved", "active"]
+    assert sent[3]["destination"] == ["a@h", "b@h"]  # only those that answered so far
+    assert sent[4]["destination"] == ["a@h"] and sent[4]["arguments"] == {"safe": True}
+    assert snapshots["a@h"].held_ids == {"t8", "t9"}
+    assert not snapshots["b@h"].answered and snapshots["b@h"].held_ids == frozenset()
+    assert not snapshots["z@h"].answered

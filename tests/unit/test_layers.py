@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("rules", ("taskops.permissions", "taskops.roles", "taskops.masking", "taskops.storable",
                "taskops.vocabulary", "taskops.schedules", "taskops.spreadsheets",
                "taskops.bounded_files", "taskops.client_ip", "taskops.db_timeout",
-               "taskops.error_reports", "taskops.checks")),
+               "taskops.error_reports", "taskops.checks", "taskops.liveness")),
     ("models", ("taskops.models", "taskops.migrations")),
     ("conf", ("taskops.conf", "taskops")),
 ]
