@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from celery.utils.time import remaining
 from cron_descriptor import Options, get_description
@@ -57,8 +57,16 @@ class Preview:
         return self.times[0] if self.times else None
 
 
+@lru_cache(maxsize=1)
+def zone_names() -> frozenset[str]:
+    """The names of the time zones a schedule may use (the IANA database's)."""
+    return frozenset(available_timezones())
+
+
 def zone(name: str) -> ZoneInfo:
     """The time zone called `name`; ValueError when there is none."""
+    if str(name) not in zone_names():
+        raise ValueError(f"Unknown time zone {name!r}.")
     try:
         return ZoneInfo(str(name))
     except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
