@@ -137,7 +137,12 @@ class SchedulePreviewForm(ScheduleForm):
     pk = forms.IntegerField(required=False)
 
     def preview(self, *, now: datetime | None = None, last_run_at: datetime | None = None) -> Preview:
-        """The next fire times, or a Preview whose error lists what is wrong with the input."""
+        """The next fire times once this is saved now, or a Preview whose error lists what is wrong.
+
+        `last_run_at`: the last run beat counts the stored schedule from (None for a new schedule
+        or one without a run since its last change): a save keeps it, so a time of the new
+        schedule that passed since then is sent at once.
+        """
         if not self.is_valid() or "schedule" not in self.cleaned_data:
             problems = "; ".join(
                 " ".join(errors) if field in ("__all__", "kind") else

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from datetime import datetime, timedelta
 
 import pytest
 import redis
@@ -14,7 +15,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
-from django_celery_beat.models import IntervalSchedule, PeriodicTask, PeriodicTasks
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask, PeriodicTasks
 from django_celery_results.models import TaskResult
 
 from taskops.conf import celery_app
@@ -254,6 +255,42 @@ def test_a_deleted_schedule_is_restored_from_its_versions(role_client, fake_clus
     assert json.loads(again.kwargs)["endpoint"] == "gone"
     assert set(ScheduleVersion.objects.filter(name=name).values_list("periodic_task_id", flat=True)) == {
         again.pk}
+
+
+def _seeded(name: str, **fields) -> PeriodicTask:
+    """A schedule made outside the console (seed data, code, the stock admin): no version of it."""
+    crontab = CrontabSchedule.objects.create(minute="15", hour="4", timezone="Europe/Berlin")
+    return PeriodicTask.objects.create(**{
+        "name": name, "task": TASK, "crontab": crontab, "queue": "reports",
+        "kwargs": json.dumps({"endpoint": "seeded", "fail_rate": 0}), **fields})
+
+
+def test_after_an_edit_beat_sends_a_passed_time_at_once_as_the_preview_said(
+        role_client, start_worker, start_beat):
+    """The issue's case with a real beat: beat counts from the last run, not from the edit."""
+    queue = unique("catch-up")
+    start_worker(queue, concurrency=1)
+    start_beat()
+    client = role_client("Operations")
+    now = timezone.now()
+    # Every hour at half an hour from now, last run 20 minutes ago: nothing is due.
+    task = _seeded(unique("hourly"), crontab=CrontabSchedule.objects.create(
+        minute=str((now.minute + 30) % 60), hour="*", timezone="UTC"), queue=queue,
+        last_run_at=now - timedelta(minutes=20))
+    # Edited to the minute 10 minutes ago: that time passed after the last run.
+    fields = {"kind": "crontab", "minute": str((now.minute - 10) % 60), "hour": "*",
+              "day_of_month": "*", "month_of_year": "*", "day_of_week": "*", "timezone": "UTC"}
+
+    preview = client.get(reverse("admin:taskops_schedule_preview"),
+                         {**fields, "enabled": "on", "pk": task.pk}).content.decode()
+
+    first = datetime.fromisoformat(re.search(r'data-fire="([^"]+)"', preview).group(1))
+    assert abs(first - timezone.now()) < timedelta(seconds=30), preview
+    assert "At once: beat counts from" in preview
+    assert not TaskResult.objects.filter(periodic_task_name=task.name).exists()
+    assert _edit(client, task, reason="the minute ops asked for", **fields).status_code == 302
+    poll_until(lambda: TaskResult.objects.filter(periodic_task_name=task.name).exists(), timeout=30,
+               message="beat sends the time that passed at once, as the preview said")
 
 
 def test_an_unknown_task_is_refused_unless_forced_then_recorded_and_flagged(role_client, fake_cluster):
