@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -35,6 +35,11 @@ _JSON_TEXT_FIELDS = ("args", "kwargs", "headers")
 _DATETIME_FIELDS = ("expires", "start_time")
 
 
+def _iso(value: datetime) -> str:
+    """ISO text in UTC, as the database gives it back (so a definition compares equal after a save)."""
+    return value.astimezone(timezone.utc).isoformat() if value.tzinfo is not None else value.isoformat()
+
+
 def coordinate_text(value: Any) -> str:
     """A latitude or longitude with the 6 decimals the database keeps."""
     return str(Decimal(str(value)).quantize(_COORDINATE_STEP))
@@ -50,10 +55,10 @@ def schedule_of(task: PeriodicTask) -> dict[str, Any]:
         return {"kind": "interval", "every": task.interval.every, "period": task.interval.period}
     if task.solar_id:
         s = task.solar
-        return {"kind": "solar", "event": s.event, "latitude": str(s.latitude),
-                "longitude": str(s.longitude)}
+        return {"kind": "solar", "event": s.event, "latitude": coordinate_text(s.latitude),
+                "longitude": coordinate_text(s.longitude)}
     if task.clocked_id:
-        return {"kind": "clocked", "clocked_time": task.clocked.clocked_time.isoformat()}
+        return {"kind": "clocked", "clocked_time": _iso(task.clocked.clocked_time)}
     return {"kind": ""}
 
 
@@ -74,7 +79,7 @@ def definition_of(task: PeriodicTask) -> dict[str, Any]:
         if field in _JSON_TEXT_FIELDS:
             value = _json_or_text(value)
         elif isinstance(value, datetime):
-            value = value.isoformat()
+            value = _iso(value)
         definition[field] = value
     return definition
 

@@ -180,9 +180,12 @@ def test_the_preview_shows_field_changes_writes_nothing_and_the_import_keeps_a_v
     created = definition_of(PeriodicTask.objects.get(name="new from staging"))
     assert (created["args"], created["enabled"], created["schedule"]) == (
         [1, 2], False, {"kind": "interval", "every": 5, "period": "minutes"})
-    version = ScheduleVersion.objects.get(name=SCHEDULES[0]["name"])
+    version, found = ScheduleVersion.objects.filter(name=SCHEDULES[0]["name"]).order_by("-id")
     assert (version.action, version.reason) == ("imported", "align with staging")
     assert [c["field"] for c in version.changes] == ["priority", "schedule.hour"]
+    # It was written outside the console: the state the import changed is kept to restore.
+    assert (found.action, found.actor_name, found.definition) == (
+        "found", "outside the console", before[SCHEDULES[0]["name"]])
     assert ScheduleVersion.objects.filter(name="poll partners").count() == 0
     assert AuditEntry.objects.filter(action="schedule.import").count() == 1
 

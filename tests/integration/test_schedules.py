@@ -265,6 +265,88 @@ def _seeded(name: str, **fields) -> PeriodicTask:
         "kwargs": json.dumps({"endpoint": "seeded", "fail_rate": 0}), **fields})
 
 
+@pytest.mark.db_engine
+def test_the_first_console_change_of_a_seeded_schedule_can_be_undone_from_its_page(
+        role_client, fake_cluster):
+    client = role_client("Operations")
+    task = _seeded(unique("seeded"))
+    seeded = definition_of(task)
+
+    response = _edit(client, task, reason="later", kind="crontab", minute="45", hour="6",
+                     day_of_month="*", month_of_year="*", day_of_week="*", timezone="Europe/Berlin",
+                     kwargs=json.dumps({"endpoint": "edited", "fail_rate": 0}))
+
+    assert response.status_code == 302
+    edited, found = ScheduleVersion.objects.filter(periodic_task=task).order_by("-id")
+    assert (found.action, found.actor_name, found.definition, found.changes) == (
+        "found", "outside the console", seeded, [])
+    assert edited.action == "edited" and {c["field"] for c in edited.changes} == {
+        "schedule.minute", "schedule.hour", "kwargs"}
+    history = reverse("admin:django_celery_beat_periodictask_history", args=[task.pk])
+    page = client.get(history).content.decode()
+    assert 'data-version-action="found"' in page and "Found (made outside the console)" in page
+    assert f'data-restore="{found.pk}"' in page and f'data-restore="{edited.pk}"' not in page
+
+    response = client.post(reverse("admin:taskops_schedule_restore", args=[found.pk]),
+                           {"reason": "back to the seeded run", "next": history}, follow=True)
+
+    assert f"restored to version {found.pk}" in response.content.decode()
+    task = PeriodicTask.objects.get(pk=task.pk)
+    assert definition_of(task) == seeded
+    assert (task.crontab.minute, task.crontab.hour, json.loads(task.kwargs)["endpoint"]) == (
+        "15", "4", "seeded")
+    restored = ScheduleVersion.objects.filter(periodic_task=task).order_by("-id").first()
+    assert (restored.action, restored.restored_from_id) == ("restored", found.pk)
+    assert f'data-restore="{found.pk}"' not in response.content.decode()  # it is current now
+    assert AuditEntry.objects.get(action="schedule.restore").outcome == "ok"
+
+    # Console changes in a row need no more "found" versions; a change made outside in between does.
+    _edit(client, task, reason="again", kind="crontab", minute="50", hour="6", day_of_month="*",
+          month_of_year="*", day_of_week="*", timezone="Europe/Berlin")
+    assert ScheduleVersion.objects.filter(periodic_task=task, action="found").count() == 1
+    task = PeriodicTask.objects.get(pk=task.pk)
+    task.description = "changed in a shell"
+    task.save()
+    client.post(reverse(LIST), {"action": "disable_selected", "_selected_action": [task.pk],
+                                "reason": "pause it", "index": 0})
+    outside = ScheduleVersion.objects.filter(periodic_task=task, action="found").order_by("-id").first()
+    assert outside.changes == [{"field": "description", "before": "", "after": "changed in a shell"}]
+    assert [v.action for v in ScheduleVersion.objects.filter(periodic_task=task).order_by("id")] == [
+        "found", "edited", "restored", "edited", "found", "disabled"]
+
+
+def test_console_changes_in_a_row_keep_no_found_version_whatever_offset_their_times_had(
+        role_client, fake_cluster):
+    """A definition compares equal after its save: times are kept in UTC, as the database gives them."""
+    client = role_client("Operations")
+    task = _add(client, unique("offsets"), start_time="2030-01-01T10:00:00+02:00",
+                expires="2031-06-01T10:00:00-04:00")
+    _edit(client, task, reason="faster", every="2", start_time="2030-01-01T10:00:00+02:00",
+          expires="2031-06-01T10:00:00-04:00")
+    _edit(client, task, reason="slower", every="3", start_time="2030-01-01T10:00:00+02:00",
+          expires="2031-06-01T10:00:00-04:00")
+
+    assert [v.action for v in ScheduleVersion.objects.filter(periodic_task=task).order_by("id")] == [
+        "created", "edited", "edited"]
+
+
+def test_a_deleted_seeded_schedule_is_restored_from_the_state_it_was_found_in(role_client, fake_cluster):
+    client = role_client("Operations")
+    name = unique("seeded-gone")
+    task = _seeded(name)
+    seeded = definition_of(task)
+
+    client.post(reverse("admin:django_celery_beat_periodictask_delete", args=[task.pk]),
+                {"reason": "not needed"})
+
+    found = ScheduleVersion.objects.get(name=name, action="found")
+    assert found.definition == seeded
+    page = client.get(reverse("admin:taskops_schedule_versions"), {"name": name}).content.decode()
+    assert f'data-restore="{found.pk}"' in page
+    client.post(reverse("admin:taskops_schedule_restore", args=[found.pk]), {"reason": "needed"})
+    assert definition_of(PeriodicTask.objects.get(name=name)) == seeded
+
+
 def test_after_an_edit_beat_sends_a_passed_time_at_once_as_the_preview_said(
         role_client, start_worker, start_beat):
     """The issue's case with a real beat: beat counts from the last run, not from the edit."""
