@@ -188,12 +188,19 @@ def schedule_task(pk: int | str) -> PeriodicTask | None:
         return None
 
 
-def schedule_last_run_at(pk: int | str | None) -> datetime | None:
-    """The last run beat counts the schedule `pk` from, if it stays enabled (None when there is none)."""
-    task = schedule_task(pk) if pk not in (None, "") else None
+def edit_last_run_at(task: PeriodicTask | None) -> datetime | None:
+    """The last run beat will count a stored schedule from once an edit of it is saved.
+
+    None for a new schedule, and for a disabled one: enabling it is a change beat counts from.
+    """
     if task is None or not task.enabled:
-        return None  # enabling it is a change: beat counts from then
+        return None
     return beat_last_runs([task])[task.pk]
+
+
+def schedule_last_run_at(pk: int | str | None) -> datetime | None:
+    """edit_last_run_at of the schedule `pk` (the live preview names the schedule it edits)."""
+    return edit_last_run_at(schedule_task(pk) if pk not in (None, "") else None)
 
 
 def definition_fingerprint(definition: dict[str, Any] | None) -> str:
