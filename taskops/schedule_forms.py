@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
-from zoneinfo import available_timezones
 
 from django import forms
 from django.conf import settings
@@ -27,7 +25,8 @@ from taskops.forms import (
     json_value,
     textareas_limit,
 )
-from taskops.schedules.preview import CRONTAB_FIELDS, PREVIEW_COUNT, Preview, crontab_of, preview
+from taskops.schedules.definitions import EVERY_MAX, schedule_problems
+from taskops.schedules.preview import CRONTAB_FIELDS, PREVIEW_COUNT, Preview, preview, zone_names
 
 KIND_CHOICES = [
     ("crontab", "Crontab (minute, hour, day, month, weekday)"),
@@ -50,7 +49,7 @@ _DATETIME_WIDGET = forms.DateTimeInput(attrs={"type": "datetime-local", "step": 
 
 
 def _zone_choices() -> list[tuple[str, str]]:
-    return [(name, name) for name in sorted(available_timezones())]
+    return [(name, name) for name in sorted(zone_names())]
 
 
 def _crontab_field(name: str) -> forms.CharField:
@@ -77,8 +76,9 @@ class ScheduleForm(forms.Form):
     month_of_year = _crontab_field("month_of_year")
     day_of_week = _crontab_field("day_of_week")
     timezone = forms.ChoiceField(choices=_zone_choices, required=False, label="Time zone",
-                                 help_text="The crontab's times are read in this zone (DST included).")
-    every = forms.IntegerField(required=False, min_value=1, max_value=10**9, label="Every")
+                                 help_text="The crontab's times are read in this zone (DST included).",
+                                 error_messages={"invalid_choice": "Unknown time zone %(value)r."})
+    every = forms.IntegerField(required=False, min_value=1, max_value=EVERY_MAX, label="Every")
     period = forms.ChoiceField(choices=PERIOD_CHOICES, required=False, initial="minutes")
     event = forms.ChoiceField(choices=SOLAR_SCHEDULES, required=False, label="Solar event")
     latitude = forms.DecimalField(required=False, max_digits=9, decimal_places=6, min_value=-90,
@@ -98,40 +98,32 @@ class ScheduleForm(forms.Form):
                 self.add_error(name, "Needed for this kind of schedule.")
         return not missing and not any(n in self.errors for n in names)
 
-    def clean(self):
-        data = super().clean()
+    def _schedule(self, data: dict) -> dict[str, Any] | None:
+        """The schedule the fields describe, or None when a field it needs is missing or wrong."""
         kind = data.get("kind")
         if kind == "crontab":
-            fields = {f: data.get(f) or "*" for f in CRONTAB_FIELDS}
-            zone_name = data.get("timezone") or "UTC"
-            if not any(f in self.errors for f in [*CRONTAB_FIELDS, "timezone"]):
-                try:
-                    crontab_of(fields, zone_name)
-                except ValueError as exc:
-                    self.add_error("kind", str(exc))
-                else:
-                    data["schedule"] = {"kind": "crontab", **fields, "timezone": zone_name}
-        elif kind == "interval" and self._require(data, ["every", "period"]):
-            try:
-                timedelta(**{data["period"]: data["every"]})
-            except OverflowError:
-                self.add_error("every", "Too long: beat cannot count that far.")
-            else:
-                data["schedule"] = {"kind": "interval", "every": data["every"],
-                                    "period": data["period"]}
-        elif kind == "solar" and self._require(data, ["event", "latitude", "longitude"]):
-            if importlib.util.find_spec("ephem") is None:
-                # Beat builds every enabled schedule when it loads them: without ephem a solar
-                # one stops it from loading any.
-                self.add_error("kind", "Solar schedules need the ephem package, which is not "
-                                       "installed here; beat would fail to load them. Install "
-                                       "ephem where beat and the console run first.")
-            else:
-                data["schedule"] = {"kind": "solar", "event": data["event"],
-                                    "latitude": str(data["latitude"]),
-                                    "longitude": str(data["longitude"])}
-        elif kind == "clocked" and self._require(data, ["clocked_time"]):
-            data["schedule"] = {"kind": "clocked", "clocked_time": data["clocked_time"].isoformat()}
+            if any(f in self.errors for f in KIND_FIELDS["crontab"]):
+                return None
+            return {"kind": "crontab", **{f: data.get(f) or "*" for f in CRONTAB_FIELDS},
+                    "timezone": data.get("timezone") or "UTC"}
+        if kind not in KIND_FIELDS or not self._require(data, KIND_FIELDS[kind]):
+            return None
+        if kind == "interval":
+            return {"kind": "interval", "every": data["every"], "period": data["period"]}
+        if kind == "solar":
+            return {"kind": "solar", "event": data["event"], "latitude": str(data["latitude"]),
+                    "longitude": str(data["longitude"])}
+        return {"kind": "clocked", "clocked_time": data["clocked_time"].isoformat()}
+
+    def clean(self):
+        data = super().clean()
+        schedule = self._schedule(data)
+        if schedule is not None:
+            problems = schedule_problems(schedule)  # the editor, the import and every write agree
+            for field, messages in problems.items():
+                self.add_error(field, messages)
+            if not problems:
+                data["schedule"] = schedule
         return data
 
 
@@ -145,7 +137,12 @@ class SchedulePreviewForm(ScheduleForm):
     pk = forms.IntegerField(required=False)
 
     def preview(self, *, now: datetime | None = None, last_run_at: datetime | None = None) -> Preview:
-        """The next fire times, or a Preview whose error lists what is wrong with the input."""
+        """The next fire times once this is saved now, or a Preview whose error lists what is wrong.
+
+        `last_run_at`: the last run beat counts the stored schedule from (None for a new schedule
+        or one without a run since its last change): a save keeps it, so a time of the new
+        schedule that passed since then is sent at once.
+        """
         if not self.is_valid() or "schedule" not in self.cleaned_data:
             problems = "; ".join(
                 " ".join(errors) if field in ("__all__", "kind") else

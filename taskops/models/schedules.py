@@ -5,7 +5,8 @@ from django.db import models
 
 
 class ScheduleVersion(models.Model):
-    """One kept state of a schedule, written by every console change (form, action, import, restore)."""
+    """One kept state of a schedule, written by every console change (form, action, import, restore),
+    and the state it found before a change when that was made outside the console ("found")."""
 
     class Action(models.TextChoices):
         CREATED = "created"
@@ -16,6 +17,7 @@ class ScheduleVersion(models.Model):
         IMPORTED = "imported"
         RESTORED = "restored"
         DELETED = "deleted"
+        FOUND = "found", "Found (made outside the console)"
 
     periodic_task = models.ForeignKey(
         "django_celery_beat.PeriodicTask", null=True, blank=True, on_delete=models.SET_NULL,

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
-from datetime import datetime
-from decimal import Decimal
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.dateparse import parse_datetime
 from django_celery_beat.models import (
+    PERIOD_CHOICES,
+    SOLAR_SCHEDULES,
     ClockedSchedule,
     CrontabSchedule,
     IntervalSchedule,
@@ -18,7 +21,11 @@ from django_celery_beat.models import (
     SolarSchedule,
 )
 
+from taskops.schedules.preview import CRONTAB_FIELDS, crontab_of, zone
+
 SCHEDULE_KINDS = ("crontab", "interval", "solar", "clocked")
+EVERY_MAX = 10**9  # the largest interval count (of any period) a schedule may have
+_COORDINATE_STEP = Decimal("0.000001")
 # What a definition holds besides name and schedule, in the order shown in diffs.
 TASK_FIELDS = (
     "task", "args", "kwargs", "queue", "exchange", "routing_key", "headers", "priority",
@@ -26,23 +33,32 @@ TASK_FIELDS = (
 )
 _JSON_TEXT_FIELDS = ("args", "kwargs", "headers")
 _DATETIME_FIELDS = ("expires", "start_time")
-_CRONTAB_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
+
+
+def _iso(value: datetime) -> str:
+    """ISO text in UTC, as the database gives it back (so a definition compares equal after a save)."""
+    return value.astimezone(timezone.utc).isoformat() if value.tzinfo is not None else value.isoformat()
+
+
+def coordinate_text(value: Any) -> str:
+    """A latitude or longitude with the 6 decimals the database keeps."""
+    return str(Decimal(str(value)).quantize(_COORDINATE_STEP))
 
 
 def schedule_of(task: PeriodicTask) -> dict[str, Any]:
     """The schedule part of a definition: {"kind": "crontab", "minute": "0", ..., "timezone": "UTC"}."""
     if task.crontab_id:
         c = task.crontab
-        return {"kind": "crontab", **{f: getattr(c, f) for f in _CRONTAB_FIELDS},
+        return {"kind": "crontab", **{f: getattr(c, f) for f in CRONTAB_FIELDS},
                 "timezone": str(c.timezone)}
     if task.interval_id:
         return {"kind": "interval", "every": task.interval.every, "period": task.interval.period}
     if task.solar_id:
         s = task.solar
-        return {"kind": "solar", "event": s.event, "latitude": str(s.latitude),
-                "longitude": str(s.longitude)}
+        return {"kind": "solar", "event": s.event, "latitude": coordinate_text(s.latitude),
+                "longitude": coordinate_text(s.longitude)}
     if task.clocked_id:
-        return {"kind": "clocked", "clocked_time": task.clocked.clocked_time.isoformat()}
+        return {"kind": "clocked", "clocked_time": _iso(task.clocked.clocked_time)}
     return {"kind": ""}
 
 
@@ -63,7 +79,7 @@ def definition_of(task: PeriodicTask) -> dict[str, Any]:
         if field in _JSON_TEXT_FIELDS:
             value = _json_or_text(value)
         elif isinstance(value, datetime):
-            value = value.isoformat()
+            value = _iso(value)
         definition[field] = value
     return definition
 
@@ -86,11 +102,115 @@ def definition_changes(before: dict[str, Any] | None, after: dict[str, Any] | No
     ]
 
 
+def _model_problems(model, name: str, value: Any) -> list[str]:
+    """The messages of the model field's own validators (max_length included) for `value`."""
+    field = model._meta.get_field(name)
+    try:
+        field.run_validators(value)
+        if field.max_length is not None and len(str(value)) > field.max_length:
+            raise ValidationError(f"Ensure this value has at most {field.max_length} characters.")
+    except ValidationError as error:
+        return list(error.messages)
+    return []
+
+
+def _crontab_problems(schedule: dict[str, Any]) -> dict[str, list[str]]:
+    fields = {f: str(schedule.get(f) if schedule.get(f) is not None else "*").strip() or "*"
+              for f in CRONTAB_FIELDS}
+    problems = {f: found for f in CRONTAB_FIELDS
+                if (found := _model_problems(CrontabSchedule, f, fields[f]))}
+    zone_name = str(schedule.get("timezone") or "UTC")
+    try:
+        zone(zone_name)
+    except ValueError as exc:
+        problems["timezone"] = [str(exc)]
+    if not problems:
+        try:
+            crontab_of(fields, zone_name)
+        except ValueError as exc:  # not a crontab Celery can read, or one that never fires
+            problems["kind"] = [str(exc)]
+    return problems
+
+
+def _interval_problems(schedule: dict[str, Any]) -> dict[str, list[str]]:
+    every, period = schedule.get("every"), schedule.get("period")
+    problems: dict[str, list[str]] = {}
+    if period not in dict(PERIOD_CHOICES):
+        problems["period"] = [f"Choose one of {', '.join(dict(PERIOD_CHOICES))}."]
+    if isinstance(every, bool) or not isinstance(every, int) or not 1 <= every <= EVERY_MAX:
+        problems["every"] = [f"A whole number from 1 to {EVERY_MAX}."]
+    if not problems:
+        try:
+            timedelta(**{period: every})
+        except OverflowError:
+            problems["every"] = ["Too long: beat cannot count that far."]
+    return problems
+
+
+def _solar_problems(schedule: dict[str, Any]) -> dict[str, list[str]]:
+    problems: dict[str, list[str]] = {}
+    if schedule.get("event") not in dict(SOLAR_SCHEDULES):
+        problems["event"] = [f"Choose one of {', '.join(dict(SOLAR_SCHEDULES))}."]
+    for name in ("latitude", "longitude"):
+        try:
+            value = Decimal(str(schedule.get(name)).strip())
+        except (InvalidOperation, ValueError):
+            value = None
+        if value is None or not value.is_finite():
+            problems[name] = ["A number."]
+            continue
+        if found := _model_problems(SolarSchedule, name, value):
+            problems[name] = found
+    if not problems and importlib.util.find_spec("ephem") is None:
+        # Beat builds every enabled schedule when it loads them: without ephem a solar one stops
+        # it from loading any.
+        problems["kind"] = [("Solar schedules need the ephem package, which is not installed "
+                             "here; beat would fail to load them. Install ephem where beat and "
+                             "the console run first.")]
+    return problems
+
+
+def _clocked_problems(schedule: dict[str, Any]) -> dict[str, list[str]]:
+    when = schedule.get("clocked_time")
+    try:
+        parsed = when if isinstance(when, datetime) else parse_datetime(str(when or ""))
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        return {"clocked_time": ["A date and time, such as 2030-01-31T02:30:00+00:00."]}
+    return {}
+
+
+_KIND_PROBLEMS = {"crontab": _crontab_problems, "interval": _interval_problems,
+                  "solar": _solar_problems, "clocked": _clocked_problems}
+
+
+def schedule_problems(schedule: dict[str, Any]) -> dict[str, list[str]]:
+    """What is wrong with a definition's schedule part, by its field ("kind": the schedule as a whole).
+
+    The one check of a schedule: the editor's form, the import and every write (definition_apply)
+    ask it. The model's own validators, and what beat needs: a crontab Celery can read and that
+    some date satisfies (not 30 February), a time zone that exists, an interval beat can count,
+    the ephem package for solar schedules. {} when beat can run it.
+    """
+    check = _KIND_PROBLEMS.get(schedule.get("kind"))
+    if check is None:
+        return {"kind": [(f"Unknown schedule kind {schedule.get('kind')!r}: use one of "
+                          f"{', '.join(SCHEDULE_KINDS)}.")]}
+    return check(schedule)
+
+
+def problems_text(problems: dict[str, list[str]]) -> str:
+    """schedule_problems as one line: "hour: ...; It can never fire: ..."."""
+    return "; ".join(" ".join(messages) if field == "kind" else f"{field}: {' '.join(messages)}"
+                     for field, messages in problems.items())
+
+
 def _schedule_object(schedule: dict[str, Any]):
     """Find or create the schedule row a definition names (shared rows, as beat's admin does)."""
     kind = schedule.get("kind")
     if kind == "crontab":
-        spec = {f: str(schedule.get(f, "*")) for f in _CRONTAB_FIELDS}
+        spec = {f: str(schedule.get(f, "*")) for f in CRONTAB_FIELDS}
         spec["timezone"] = schedule.get("timezone") or "UTC"
         model = CrontabSchedule
     elif kind == "interval":
@@ -129,8 +249,11 @@ def _field_value(field: str, value: Any) -> Any:
 def definition_apply(definition: dict[str, Any], task: PeriodicTask | None = None) -> PeriodicTask:
     """Write a definition to the schedule of that name (or `task`), through the model so beat sees it.
 
-    Fields the definition leaves out keep their value. Raises ValidationError on a bad definition.
+    Fields the definition leaves out keep their value. Raises ValidationError on a bad definition,
+    a schedule schedule_problems finds wrong included.
     """
+    if "schedule" in definition and (problems := schedule_problems(definition["schedule"])):
+        raise ValidationError({"schedule": [problems_text(problems)]})
     if task is None:
         task = PeriodicTask.objects.filter(name=definition["name"]).first() or PeriodicTask()
     task.name = definition["name"]

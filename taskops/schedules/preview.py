@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from celery.utils.time import remaining
 from cron_descriptor import Options, get_description
@@ -15,6 +15,15 @@ from django.utils.dateparse import parse_datetime
 from django_celery_beat.models import SOLAR_SCHEDULES, CrontabSchedule, SolarSchedule
 
 from taskops.conf import celery_app
+from taskops.schedules.beat import (
+    START_TIME_BACKDATE,
+    BeatTiming,
+    beat_anchor,
+    beat_timing,
+    crontab_load_hour,
+    crontab_loaded,
+    crontab_loaded_from,
+)
 
 CRONTAB_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
 PREVIEW_COUNT = 10
@@ -31,6 +40,7 @@ class FireTime:
     at: datetime
     text: str
     note: str = ""
+    latest: datetime | None = None  # beat sends it between `at` and this (None: at `at`)
 
 
 @dataclass(frozen=True)
@@ -57,8 +67,16 @@ class Preview:
         return self.times[0] if self.times else None
 
 
+@lru_cache(maxsize=1)
+def zone_names() -> frozenset[str]:
+    """The names of the time zones a schedule may use (the IANA database's)."""
+    return frozenset(available_timezones())
+
+
 def zone(name: str) -> ZoneInfo:
     """The time zone called `name`; ValueError when there is none."""
+    if str(name) not in zone_names():
+        raise ValueError(f"Unknown time zone {name!r}.")
     try:
         return ZoneInfo(str(name))
     except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
@@ -176,6 +194,12 @@ def _stepper(schedule: dict[str, Any]):
             return _utc(last) + solar.remaining_estimate(_utc(last))
 
         return after_solar, app_zone(), None
+    if kind == "clocked":
+        when = _when(schedule.get("clocked_time"))
+        if when is None:
+            raise ValueError("A clocked schedule needs a date and time.")
+        clocked_at = _utc(when)
+        return (lambda _last: clocked_at), app_zone(), None
     raise ValueError(f"Unknown schedule kind {kind!r}.")
 
 
@@ -233,60 +257,157 @@ def _time_text(at: datetime, seconds: bool) -> str:
     return f"{at:%a %d %b %Y %H:%M{':%S' if seconds else ''}} {at.tzname()}"
 
 
+def _when_text(at: datetime, tz: tzinfo) -> str:
+    return _time_text(at.astimezone(tz), True)
+
+
+@dataclass(frozen=True)
+class _First:
+    """The first send, and why it is not simply the schedule's next time."""
+
+    at: datetime
+    latest: datetime | None = None  # beat sends it between `at` and this
+    on_schedule: bool = True  # a time of the schedule (not "at once", nor its start time)
+    note: str = ""
+
+
+def _first_check(base: datetime, *, load_hour: int | None, awaits_start: bool,
+                 due_start: datetime | None, timing: BeatTiming) -> tuple[datetime, datetime]:
+    """The earliest and latest moment at or after `base` when beat first asks whether it is due.
+
+    Beat asks when it (re)reads a schedule (at once after a change) and then at the moment its
+    last answer named. A crontab waiting for its start time names the crontab's first time
+    after it, so beat asks at its next reread of the schedules or then, whichever comes first.
+    A crontab it does not hold (one hour, far from it) is asked at the first reread that loads it.
+    """
+    if not crontab_loaded(load_hour, base):
+        opens = crontab_loaded_from(load_hour, base)
+        return opens, opens + timing.reload_delay
+    if not awaits_start:
+        return base, base
+    latest = min(due_start, base + timing.reload_delay) if due_start else base + timing.reload_delay
+    if not crontab_loaded(load_hour, latest):  # dropped before it was asked: the next window
+        latest = crontab_loaded_from(load_hour, latest) + timing.reload_delay
+    return base, latest
+
+
+def _send_after_asking(asked: datetime, due: datetime, after, *, deadline: float | None) -> datetime:
+    """When beat sends it, first asked at `asked` with the schedule due at `due`.
+
+    Due by then: at once, unless beat_cron_starting_deadline finds no time of the crontab within
+    the deadline (celery's crontab.is_due), then at its next time. Not due yet: when it is.
+    """
+    if due > asked:
+        return due
+    if deadline is not None and due < asked and \
+            after(asked - timedelta(seconds=deadline, microseconds=1)) > asked:
+        return after(asked)
+    return asked
+
+
+def _first_send(schedule: dict[str, Any], *, now: datetime, after, crontab, anchor: datetime,
+                start_time: datetime | None, timing: BeatTiming, tz: tzinfo) -> _First:
+    """Beat's first send of a schedule from `now` on (ModelEntry.is_due, then celery's is_due)."""
+    awaits_start = start_time is not None and start_time > now
+    base = start_time if awaits_start else now
+    due = after(anchor)
+    deadline = timing.cron_deadline if crontab is not None else None
+    load_hour = (crontab_load_hour(str(schedule.get("hour") or "*").strip(),
+                                   str(schedule.get("timezone") or "UTC"))
+                 if crontab is not None else None)
+    waits = awaits_start and crontab is not None  # beat asks again at the crontab's time after it
+    if due > base and not waits:  # not due when beat first asks: it sends it at its time
+        return _First(at=due)
+    early, late = _first_check(base, load_hour=load_hour, awaits_start=waits,
+                               due_start=after(base) if waits else None, timing=timing)
+    at = _send_after_asking(early, due, after, deadline=deadline)
+    latest = None
+    if late > early:
+        latest = _send_after_asking(late, due, after, deadline=deadline)
+        if deadline is not None and due <= late:
+            latest = max(latest, after(late))
+        latest = latest if latest > at else None
+    notes = []
+    catching_up = due < early and at == early
+    if catching_up and schedule.get("kind") in ("crontab", "interval", "solar") and not awaits_start:
+        when = "at once" if at == now else "as soon as it looks at it"
+        if anchor < now - START_TIME_BACKDATE / 2:
+            notes.append("Its start time has passed and it has not run since its last change: "
+                         f"beat sends it {when}.")
+        else:
+            notes.append(f"{when.capitalize()}: beat counts from {_when_text(anchor, tz)} (its last "
+                         f"run, or its last change when it has not run since), so the run due at "
+                         f"{_when_text(due, tz)} has not been sent yet.")
+    elif due < early and deadline is not None and at != early:
+        notes.append(f"The run due at {_when_text(due, tz)} is older than beat_cron_starting_deadline "
+                     f"({deadline:g} s): beat skips it.")
+    if due < early and not crontab_loaded(load_hour, base):
+        notes.append("django-celery-beat holds a crontab with a single hour only from 2 hours before "
+                     "that hour (UTC): beat does not look at it before "
+                     f"{_when_text(crontab_loaded_from(load_hour, base), tz)}.")
+    if latest is not None:
+        notes.append(f"Beat sends it between {_when_text(at, tz)} and {_when_text(latest, tz)}: it "
+                     f"rereads its schedules every {timing.reload:g} s.")
+    return _First(at=at, latest=latest, on_schedule=not catching_up, note=" ".join(notes))
+
+
 def preview(
     schedule: dict[str, Any],
     *,
     now: datetime,
     count: int = PREVIEW_COUNT,
     last_run_at: datetime | str | None = None,
+    changed_at: datetime | str | None = None,
     start_time: datetime | str | None = None,
     expires: datetime | str | None = None,
     one_off: bool = False,
     enabled: bool = True,
+    timing: BeatTiming | None = None,
 ) -> Preview:
     """The next `count` times beat would send a task on `schedule` (a definition's schedule part).
 
-    Follows django-celery-beat: crontabs step through wall-clock times in their own zone (a
-    time that does not exist runs an hour later, one that happens twice runs once); intervals
-    count real time from the last run; a task with a start time still ahead runs once that
-    time has come, then on schedule; a one-off task runs once; nothing runs after `expires`.
+    What django-celery-beat's DatabaseScheduler does, with Celery's own schedule code:
+    - beat counts from the schedule's last run (`last_run_at`, see schedules.beat.beat_last_run),
+      else from its last change (`changed_at`; None: now, the preview of a change about to be
+      saved), 30 years before that with a start time. A time of the schedule that passed since
+      then is sent at once (on beat's next tick, within seconds), not skipped, unless
+      beat_cron_starting_deadline skips it; each later time counts from the send before;
+    - crontabs step through wall-clock times in their own zone (a time that does not exist runs an
+      hour later, one that happens twice runs once); intervals count real time;
+    - with a start time ahead nothing runs before it, then what is due is sent (a crontab's at
+      beat's next reread of the schedules, every 5 minutes); a crontab with a single hour is
+      loaded only from 2 hours before that hour, so a run it missed is sent once it is loaded;
+    - a one-off task runs once; nothing runs at or after `expires`; a clocked time runs once.
+    A disabled schedule is previewed as if enabled now (disabling forgets its last run).
     Never raises on bad input: the Preview's error says what is wrong.
     """
     now = _utc(now)
+    timing = timing or beat_timing()
     kind = schedule.get("kind")
     notes: list[str] = []
-    off_schedule = False  # the first time is the start time, not a time of the schedule
     try:
-        last_run_at, start_time, expires = (_when(last_run_at), _when(start_time), _when(expires))
+        last_run_at, changed_at, start_time, expires = (
+            _when(last_run_at), _when(changed_at), _when(start_time), _when(expires))
+        if not enabled:  # enabling it is a change, and disabling forgot its last run
+            last_run_at, changed_at = None, None
+        start_time = _utc(start_time) if start_time is not None else None
+        anchor = beat_anchor(last_run_at=_utc(last_run_at) if last_run_at is not None else None,
+                             changed_at=_utc(changed_at) if changed_at is not None else now,
+                             start_time=start_time)
+        after, tz, crontab = _stepper(schedule)
+        first = _first_send(schedule, now=now, after=after, crontab=crontab, anchor=anchor,
+                            start_time=start_time, timing=timing, tz=tz)
         if kind == "clocked":
-            when = _when(schedule.get("clocked_time"))
-            if when is None:
-                raise ValueError("A clocked schedule needs a date and time.")
-            tz, crontab = app_zone(), None
-            if _utc(when) > now:
-                times = [_utc(when)]
-            else:
-                times = [now]
+            if after(now) <= now:
                 notes.append("Its time has passed: beat runs it as soon as it is enabled.")
             notes.append("Clocked: beat runs it once, then disables it.")
-        else:
-            after, tz, crontab = _stepper(schedule)
-            from_start = start_time is not None and _utc(start_time) > now
-            if from_start:
-                first = _utc(start_time)
-                if last_run_at is not None:
-                    first = max(first, after(_utc(last_run_at)))
-                notes.append("Beat runs it once its start time has come, then on its schedule.")
-            elif kind == "interval":
-                first = max(now, after(_utc(last_run_at or now)))
-            else:
-                first = after(now)
-            times = [first]
-            off_schedule = from_start and first == _utc(start_time)
-            while len(times) < (1 if one_off else count):
-                times.append(after(times[-1]))
-            if one_off:
-                notes.append("One-off: beat runs it once, then disables it.")
+        if start_time is not None and start_time > now:
+            notes.append("Beat runs it once its start time has come, then on its schedule.")
+        times = [first.at]
+        while len(times) < (1 if one_off or kind == "clocked" else count):
+            times.append(after(times[-1]))
+        if one_off and kind != "clocked":
+            notes.append("One-off: beat runs it once, then disables it.")
     except (ValueError, OverflowError, RuntimeError) as exc:
         # RuntimeError: celery gave up rolling a crontab over (a time it cannot reach).
         return Preview(timezone=str(schedule.get("timezone") or "UTC"), error=str(exc))
@@ -304,12 +425,19 @@ def preview(
         for a, b in zip([now.astimezone(tz), *local], local)
         if a.utcoffset() != b.utcoffset()
     ]
+
+    def note(i: int, at: datetime) -> str:
+        if i > 0:
+            return _time_note(at, crontab)
+        on_schedule = first.on_schedule and not (start_time is not None and first.at == start_time)
+        return " ".join(filter(None, [first.note, _time_note(at, crontab) if on_schedule else ""]))
+
     return Preview(
         timezone=str(tz),
         text=schedule_text(schedule),
         times=tuple(
-            FireTime(at=t, text=_time_text(t, seconds),
-                     note="" if (i == 0 and off_schedule) else _time_note(t, crontab))
+            FireTime(at=t, text=_time_text(t, seconds), note=note(i, t),
+                     latest=first.latest.astimezone(tz) if i == 0 and first.latest else None)
             for i, t in enumerate(local)),
         clock_changes=tuple(changes),
         notes=tuple(notes),

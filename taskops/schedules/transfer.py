@@ -24,7 +24,7 @@ from openpyxl.utils.exceptions import IllegalCharacterError
 
 from taskops.bounded_files import FileLimits, FileRefused, csv_rows, json_data, xlsx_rows, yaml_data
 from taskops.conf import config
-from taskops.schedules.definitions import SCHEDULE_KINDS, TASK_FIELDS, definition_of
+from taskops.schedules.definitions import SCHEDULE_KINDS, TASK_FIELDS, coordinate_text, definition_of
 from taskops.spreadsheets import InertCSV, inert_dataset, spreadsheet_value
 
 PAYLOAD_MAX_AGE_SECONDS = 3600
@@ -167,10 +167,9 @@ class CoordinateCell(_Cell):
         if isinstance(value, bool):
             raise ValueError("must be a number")
         try:
-            number = Decimal(str(value).strip()).quantize(Decimal("0.000001"))
+            return coordinate_text(str(value).strip())
         except (InvalidOperation, ValueError):
             raise ValueError(f"must be a number, not {_shown(value)}") from None
-        return str(number)
 
 
 def _shown(value: Any) -> str:

@@ -129,8 +129,11 @@ def schedule_enable(*, actor: Actor, task_ids: list[int], enabled: bool, reason:
     changing = [t for t in tasks if t.enabled != enabled]
     with transaction.atomic():
         befores = {t.pk: definition_of(t) for t in changing}
-        # As PeriodicTask.save() does: a disabled schedule forgets when it last ran.
-        fields = {"enabled": enabled} if enabled else {"enabled": False, "last_run_at": None}
+        # As PeriodicTask.save() does: a disabled schedule forgets when it last ran, and the change
+        # is dated (update() skips auto_now), so beat counts an enabled schedule from its enabling.
+        fields = {"enabled": enabled, "date_changed": timezone.now()}
+        if not enabled:
+            fields["last_run_at"] = None
         PeriodicTask.objects.filter(pk__in=list(befores)).update(**fields)
         PeriodicTasks.update_changed()  # a bulk update is not seen by beat otherwise
         for task in changing:

@@ -47,7 +47,7 @@ def _render_edit(request: HttpRequest, *, task: PeriodicTask | None, form: Perio
         {k: v for k, v in form.data.items()} if form.is_bound else
         {**{k: v for k, v in form.initial.items() if v is not None}, "pk": task.pk if task else ""})
     runs = selectors.schedule_runs([task.name])[task.name] if task else []
-    last_run_at = selectors.last_sent_at(task, runs) if task else None
+    last_run_at = selectors.edit_last_run_at(task)
     return render_page(request, "admin/taskops/schedule_form.html",
                        task.name if task else "Add a periodic task", {
                            "task": task, "form": form, "names": names, "runs": runs,

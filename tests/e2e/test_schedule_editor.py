@@ -1,10 +1,10 @@
-"""Ops in a real browser: edit a crontab, watch the preview follow, save with a reason, restore the old version."""
+"""Ops in a real browser: edit a crontab, watch the preview follow, save with a reason, restore the old version (a seeded schedule's too)."""
 
 import re
 
 import pytest
 from django.contrib.auth.models import Group
-from django_celery_beat.models import PeriodicTask
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from playwright.sync_api import expect
 
 from taskops.models import AuditEntry, ScheduleVersion
@@ -71,3 +71,30 @@ def test_ops_edits_a_crontab_sees_the_preview_change_saves_with_a_reason_and_res
         ("schedule.edit", "after the nightly backup"),
         ("schedule.restore", "backup moved back to 01:00"),
     ]
+
+
+def test_ops_undoes_the_first_console_edit_of_a_seeded_schedule(live_server, page, django_user_model):
+    user = django_user_model.objects.create_user("ops-seeded", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name="Operations"))
+    # Seeded in code, as a project's data migration would: the console has no version of it.
+    crontab = CrontabSchedule.objects.create(minute="10", hour="3", timezone="UTC")
+    task = PeriodicTask.objects.create(name="Seeded cleanup", task="demo.tasks.generate_report",
+                                       crontab=crontab, args='["cleanup"]')
+
+    log_in(page, live_server, "ops-seeded", "pw")
+    page.goto(f"{live_server.url}/admin/django_celery_beat/periodictask/{task.pk}/change/")
+    page.fill("#id_hour", "5")
+    page.fill("#id_reason", "cleanup after the backup")
+    page.click("input[name=_continue]")
+    expect(page.locator("ul.messagelist")).to_contain_text("schedule.hour changed")
+    page.click("[data-schedule-history]")
+
+    found = ScheduleVersion.objects.get(periodic_task=task, action="found")
+    expect(page.locator("[data-version-action=found]")).to_contain_text("outside the console")
+    restore = page.locator(f"form[data-restore='{found.pk}']")
+    restore.locator("input[name=reason]").fill("the backup moved")
+    restore.locator("input[type=submit]").click()
+
+    expect(page.locator("ul.messagelist")).to_contain_text(f"restored to version {found.pk}")
+    task.refresh_from_db()
+    assert (task.crontab.hour, task.crontab.minute, task.args) == ("3", "10", '["cleanup"]')

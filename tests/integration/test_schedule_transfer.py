@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import re
 import time
+from unittest import mock
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from hypothesis import HealthCheck, given
@@ -23,6 +26,7 @@ from django_celery_beat.models import (
 )
 
 from taskops.models import AuditEntry, PendingAction, ScheduleVersion
+from taskops.schedule_forms import ScheduleForm
 from taskops.schedules.definitions import definition_apply, definition_of
 from taskops.schedules.transfer import COLUMNS, TransferError
 from taskops.services.schedule_transfer import schedule_import_preview
@@ -62,6 +66,17 @@ SCHEDULES = [
 ]
 
 
+# Beat cannot load a solar schedule without ephem (nor any other then): the console refuses them.
+EPHEM = importlib.util.find_spec("ephem") is not None
+ROUND_TRIP = [s for s in SCHEDULES if s["schedule"]["kind"] != "solar" or EPHEM]
+
+
+def _stored(definition: dict) -> PeriodicTask:
+    """A schedule as seed data, code or the stock admin write it: none of the console's checks."""
+    with mock.patch("taskops.schedules.definitions.schedule_problems", return_value={}):
+        return definition_apply(definition)
+
+
 def _definitions() -> dict[str, dict]:
     return {t.name: definition_of(t) for t in PeriodicTask.objects.all()}
 
@@ -92,10 +107,11 @@ def _confirm(client, preview, reason: str = "move staging schedules to productio
 def test_an_export_imported_into_an_empty_database_recreates_it_and_a_second_import_changes_nothing(
     file_format, role_client, fake_cluster
 ):
-    for definition in SCHEDULES:
+    for definition in ROUND_TRIP:
         definition_apply(definition)
     exported_state = _definitions()
     client = role_client("Operations")
+    created = len(ROUND_TRIP)
 
     exported = client.get(reverse(EXPORT), {"format": file_format})
     assert exported.status_code == 200
@@ -105,20 +121,21 @@ def test_an_export_imported_into_an_empty_database_recreates_it_and_a_second_imp
 
     preview = _preview(client, content, f"staging.{file_format}")
     assert preview.status_code == 200
-    assert _counts(preview) == (5, 0, 0, 0)
+    assert _counts(preview) == (created, 0, 0, 0)
     assert not PeriodicTask.objects.exists(), "the preview wrote nothing"
     done = _confirm(client, preview)
 
-    assert "Imported staging." in done.content.decode() and "5 created, 0 changed" in done.content.decode()
+    assert "Imported staging." in done.content.decode()
+    assert f"{created} created, 0 changed" in done.content.decode()
     assert _definitions() == exported_state
-    assert ScheduleVersion.objects.filter(action="imported").count() == 5
+    assert ScheduleVersion.objects.filter(action="imported").count() == created
     entry = AuditEntry.objects.get(action="schedule.import")
     assert entry.outcome == "ok" and entry.reason == "move staging schedules to production"
     assert entry.params == {"file": f"staging.{file_format}", "format": file_format,
-                            "created": 5, "changed": 0, "unchanged": 0}
+                            "created": created, "changed": 0, "unchanged": 0}
 
     again = _preview(client, content, f"staging.{file_format}")
-    assert _counts(again) == (0, 0, 5, 0)
+    assert _counts(again) == (0, 0, created, 0)
     assert again.context["payload"] == "" and b"Nothing to import" in again.content
     if file_format != "xlsx":  # the same schedules export to the same bytes (XLSX has timestamps)
         assert client.get(reverse(EXPORT), {"format": file_format}).content == content
@@ -163,9 +180,12 @@ def test_the_preview_shows_field_changes_writes_nothing_and_the_import_keeps_a_v
     created = definition_of(PeriodicTask.objects.get(name="new from staging"))
     assert (created["args"], created["enabled"], created["schedule"]) == (
         [1, 2], False, {"kind": "interval", "every": 5, "period": "minutes"})
-    version = ScheduleVersion.objects.get(name=SCHEDULES[0]["name"])
+    version, found = ScheduleVersion.objects.filter(name=SCHEDULES[0]["name"]).order_by("-id")
     assert (version.action, version.reason) == ("imported", "align with staging")
     assert [c["field"] for c in version.changes] == ["priority", "schedule.hour"]
+    # It was written outside the console: the state the import changed is kept to restore.
+    assert (found.action, found.actor_name, found.definition) == (
+        "found", "outside the console", before[SCHEDULES[0]["name"]])
     assert ScheduleVersion.objects.filter(name="poll partners").count() == 0
     assert AuditEntry.objects.filter(action="schedule.import").count() == 1
 
@@ -220,6 +240,42 @@ def test_rows_with_problems_are_listed_and_block_the_whole_import(role_client, f
     assert problems[8].startswith("name is empty")
     assert response.context["payload"] == "" and b"import-confirm" not in response.content
     assert not PeriodicTask.objects.exists()
+
+
+NEVER_RIGHT = [
+    ({"schedule_kind": "crontab", "minute": "0", "hour": "0", "day_of_month": "30",
+      "month_of_year": "2", "timezone": "UTC"}, "It can never fire"),
+    ({"schedule_kind": "crontab", "minute": "0", "hour": "9", "day_of_month": "31",
+      "month_of_year": "4,6", "day_of_week": "*", "timezone": "Europe/Berlin"}, "It can never fire"),
+    ({"schedule_kind": "crontab", "minute": "0", "hour": "9", "day_of_month": "13",
+      "month_of_year": "*", "day_of_week": "5", "timezone": "Mars/Base"}, "Unknown time zone"),
+    ({"schedule_kind": "interval", "every": 10**9, "period": "days"}, "beat cannot count that far"),
+    *([] if EPHEM else [({"schedule_kind": "solar", "event": "sunset", "latitude": "52.5",
+                         "longitude": "13.4"}, "ephem")]),
+]
+
+
+@pytest.mark.parametrize(("row", "message"), NEVER_RIGHT)
+def test_the_import_refuses_a_schedule_the_editor_refuses_with_the_same_words(
+        row, message, role_client, fake_cluster):
+    """One check for the editor, the import and every write: 30 February is no schedule anywhere."""
+    fields = {("kind" if k == "schedule_kind" else k): v for k, v in row.items()}
+    form = ScheduleForm(fields)
+    assert not form.is_valid()
+    editor_says = " ".join(m for messages in form.errors.values() for m in messages)
+    assert message in editor_says
+
+    response = _preview(role_client("Operations"), json.dumps(
+        [{"name": "imported", "task": REPORT, **row}]), "odd.json")
+
+    plan = response.context["plan"]
+    assert not plan.created and [p.row for p in plan.problems] == [1]
+    assert message in plan.problems[0].message and editor_says in plan.problems[0].message
+    assert response.context["payload"] == "" and not PeriodicTask.objects.exists()
+    # Nor can a kept definition put it back (a restore, a clone): every write asks the same check.
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        definition_apply({"name": "written", "task": REPORT, "schedule": {
+            "kind": fields.pop("kind"), **fields}})
 
 
 def test_the_confirm_needs_a_reason_and_an_unaltered_preview_of_the_same_user(
@@ -305,7 +361,7 @@ def test_support_and_managers_export_but_may_not_import(role_client, fake_cluste
 
 def test_export_of_some_schedules_and_an_unknown_format(role_client, fake_cluster):
     for definition in SCHEDULES[:3]:
-        definition_apply(definition)
+        _stored(definition)
     client = role_client("Managers")
 
     some = client.get(reverse(EXPORT), {"format": "json", "name": ["poll partners", "sunset lights"]})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from datetime import datetime, timedelta
 
 import pytest
 import redis
@@ -14,7 +15,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
-from django_celery_beat.models import IntervalSchedule, PeriodicTask, PeriodicTasks
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask, PeriodicTasks
 from django_celery_results.models import TaskResult
 
 from taskops.conf import celery_app
@@ -254,6 +255,124 @@ def test_a_deleted_schedule_is_restored_from_its_versions(role_client, fake_clus
     assert json.loads(again.kwargs)["endpoint"] == "gone"
     assert set(ScheduleVersion.objects.filter(name=name).values_list("periodic_task_id", flat=True)) == {
         again.pk}
+
+
+def _seeded(name: str, **fields) -> PeriodicTask:
+    """A schedule made outside the console (seed data, code, the stock admin): no version of it."""
+    crontab = CrontabSchedule.objects.create(minute="15", hour="4", timezone="Europe/Berlin")
+    return PeriodicTask.objects.create(**{
+        "name": name, "task": TASK, "crontab": crontab, "queue": "reports",
+        "kwargs": json.dumps({"endpoint": "seeded", "fail_rate": 0}), **fields})
+
+
+@pytest.mark.db_engine
+def test_the_first_console_change_of_a_seeded_schedule_can_be_undone_from_its_page(
+        role_client, fake_cluster):
+    client = role_client("Operations")
+    task = _seeded(unique("seeded"))
+    seeded = definition_of(task)
+
+    response = _edit(client, task, reason="later", kind="crontab", minute="45", hour="6",
+                     day_of_month="*", month_of_year="*", day_of_week="*", timezone="Europe/Berlin",
+                     kwargs=json.dumps({"endpoint": "edited", "fail_rate": 0}))
+
+    assert response.status_code == 302
+    edited, found = ScheduleVersion.objects.filter(periodic_task=task).order_by("-id")
+    assert (found.action, found.actor_name, found.definition, found.changes) == (
+        "found", "outside the console", seeded, [])
+    assert edited.action == "edited" and {c["field"] for c in edited.changes} == {
+        "schedule.minute", "schedule.hour", "kwargs"}
+    history = reverse("admin:django_celery_beat_periodictask_history", args=[task.pk])
+    page = client.get(history).content.decode()
+    assert 'data-version-action="found"' in page and "Found (made outside the console)" in page
+    assert f'data-restore="{found.pk}"' in page and f'data-restore="{edited.pk}"' not in page
+
+    response = client.post(reverse("admin:taskops_schedule_restore", args=[found.pk]),
+                           {"reason": "back to the seeded run", "next": history}, follow=True)
+
+    assert f"restored to version {found.pk}" in response.content.decode()
+    task = PeriodicTask.objects.get(pk=task.pk)
+    assert definition_of(task) == seeded
+    assert (task.crontab.minute, task.crontab.hour, json.loads(task.kwargs)["endpoint"]) == (
+        "15", "4", "seeded")
+    restored = ScheduleVersion.objects.filter(periodic_task=task).order_by("-id").first()
+    assert (restored.action, restored.restored_from_id) == ("restored", found.pk)
+    assert f'data-restore="{found.pk}"' not in response.content.decode()  # it is current now
+    assert AuditEntry.objects.get(action="schedule.restore").outcome == "ok"
+
+    # Console changes in a row need no more "found" versions; a change made outside in between does.
+    _edit(client, task, reason="again", kind="crontab", minute="50", hour="6", day_of_month="*",
+          month_of_year="*", day_of_week="*", timezone="Europe/Berlin")
+    assert ScheduleVersion.objects.filter(periodic_task=task, action="found").count() == 1
+    task = PeriodicTask.objects.get(pk=task.pk)
+    task.description = "changed in a shell"
+    task.save()
+    client.post(reverse(LIST), {"action": "disable_selected", "_selected_action": [task.pk],
+                                "reason": "pause it", "index": 0})
+    outside = ScheduleVersion.objects.filter(periodic_task=task, action="found").order_by("-id").first()
+    assert outside.changes == [{"field": "description", "before": "", "after": "changed in a shell"}]
+    assert [v.action for v in ScheduleVersion.objects.filter(periodic_task=task).order_by("id")] == [
+        "found", "edited", "restored", "edited", "found", "disabled"]
+
+
+def test_console_changes_in_a_row_keep_no_found_version_whatever_offset_their_times_had(
+        role_client, fake_cluster):
+    """A definition compares equal after its save: times are kept in UTC, as the database gives them."""
+    client = role_client("Operations")
+    task = _add(client, unique("offsets"), start_time="2030-01-01T10:00:00+02:00",
+                expires="2031-06-01T10:00:00-04:00")
+    _edit(client, task, reason="faster", every="2", start_time="2030-01-01T10:00:00+02:00",
+          expires="2031-06-01T10:00:00-04:00")
+    _edit(client, task, reason="slower", every="3", start_time="2030-01-01T10:00:00+02:00",
+          expires="2031-06-01T10:00:00-04:00")
+
+    assert [v.action for v in ScheduleVersion.objects.filter(periodic_task=task).order_by("id")] == [
+        "created", "edited", "edited"]
+
+
+def test_a_deleted_seeded_schedule_is_restored_from_the_state_it_was_found_in(role_client, fake_cluster):
+    client = role_client("Operations")
+    name = unique("seeded-gone")
+    task = _seeded(name)
+    seeded = definition_of(task)
+
+    client.post(reverse("admin:django_celery_beat_periodictask_delete", args=[task.pk]),
+                {"reason": "not needed"})
+
+    found = ScheduleVersion.objects.get(name=name, action="found")
+    assert found.definition == seeded
+    page = client.get(reverse("admin:taskops_schedule_versions"), {"name": name}).content.decode()
+    assert f'data-restore="{found.pk}"' in page
+    client.post(reverse("admin:taskops_schedule_restore", args=[found.pk]), {"reason": "needed"})
+    assert definition_of(PeriodicTask.objects.get(name=name)) == seeded
+
+
+def test_after_an_edit_beat_sends_a_passed_time_at_once_as_the_preview_said(
+        role_client, start_worker, start_beat):
+    """The issue's case with a real beat: beat counts from the last run, not from the edit."""
+    queue = unique("catch-up")
+    start_worker(queue, concurrency=1)
+    start_beat()
+    client = role_client("Operations")
+    now = timezone.now()
+    # Every hour at half an hour from now, last run 20 minutes ago: nothing is due.
+    task = _seeded(unique("hourly"), crontab=CrontabSchedule.objects.create(
+        minute=str((now.minute + 30) % 60), hour="*", timezone="UTC"), queue=queue,
+        last_run_at=now - timedelta(minutes=20))
+    # Edited to the minute 10 minutes ago: that time passed after the last run.
+    fields = {"kind": "crontab", "minute": str((now.minute - 10) % 60), "hour": "*",
+              "day_of_month": "*", "month_of_year": "*", "day_of_week": "*", "timezone": "UTC"}
+
+    preview = client.get(reverse("admin:taskops_schedule_preview"),
+                         {**fields, "enabled": "on", "pk": task.pk}).content.decode()
+
+    first = datetime.fromisoformat(re.search(r'data-fire="([^"]+)"', preview).group(1))
+    assert abs(first - timezone.now()) < timedelta(seconds=30), preview
+    assert "At once: beat counts from" in preview
+    assert not TaskResult.objects.filter(periodic_task_name=task.name).exists()
+    assert _edit(client, task, reason="the minute ops asked for", **fields).status_code == 302
+    poll_until(lambda: TaskResult.objects.filter(periodic_task_name=task.name).exists(), timeout=30,
+               message="beat sends the time that passed at once, as the preview said")
 
 
 def test_an_unknown_task_is_refused_unless_forced_then_recorded_and_flagged(role_client, fake_cluster):

@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from django_celery_beat.models import (
+    ClockedSchedule,
+    CrontabSchedule,
+    IntervalSchedule,
+    PeriodicTask,
+)
+import django_celery_beat.schedulers
+from django_celery_beat.schedulers import SCHEDULE_SYNC_MAX_INTERVAL, DatabaseScheduler, ModelEntry
 
 from taskops.schedule_forms import PeriodicTaskForm, ScheduleForm
-from taskops.schedules.preview import NeverFires, crontab_never_fires, crontab_of, preview
+from taskops.conf import celery_app
+from taskops.schedules.beat import BeatTiming, crontab_load_hour, crontab_loaded
+from taskops.schedules.preview import (
+    CRONTAB_FIELDS,
+    NeverFires,
+    crontab_never_fires,
+    crontab_of,
+    preview,
+)
 
 UTC = timezone.utc
 NEW_YORK = "America/New_York"
 BERLIN = "Europe/Berlin"
+RELOAD = SCHEDULE_SYNC_MAX_INTERVAL  # DatabaseScheduler rereads every schedule this often
 
 
 def _crontab(zone: str, **fields) -> dict:
@@ -24,24 +44,236 @@ def _utc_times(result) -> list[str]:
     return [t.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M") for t in result.times]
 
 
-def beat_loop(schedule: dict, start: datetime, runs: int) -> list[datetime]:
-    """What a running beat sends: ask the schedule is_due with a clock that advances as beat sleeps.
+def _entry_class(clock: list[datetime]) -> type[ModelEntry]:
+    """django-celery-beat's own ModelEntry, reading the simulated clock instead of the real one."""
 
-    Independent of the preview's stepping: this is Celery's own is_due with beat's loop around it
-    (last run = the moment it ran; sleep as long as is_due says; a real beat wakes more often,
-    at least every 5 s, but the checks in between answer "not due").
+    class SimulatedEntry(ModelEntry):
+        def __init__(self, model, app=None):
+            super().__init__(model, app=app)
+            self.schedule.nowfun = lambda: clock[0]
+
+        def _default_now(self):
+            return clock[0].astimezone(self.app.timezone)
+
+        def _disable(self, model):  # as ModelEntry's, without the database
+            model.no_changes, model.enabled = True, False
+
+    return SimulatedEntry
+
+
+def simulated_beat(model: PeriodicTask, *, now: datetime, runs: int, until: datetime,
+                   reload_offset: float = RELOAD) -> list[datetime]:
+    """What beat sends for the schedule `model` from `now` on (it was just changed, or beat started).
+
+    Independent of the preview's stepping: django-celery-beat's ModelEntry (its last_run_at from the
+    row, start time, expiry and one-off rules) and Celery's is_due, driven on a simulated, ideal
+    clock as Celery's Scheduler.tick drives them: ask is_due at the moment its last answer named,
+    send when due (ModelEntry.__next__ notes the run). Around it, DatabaseScheduler: it reads the
+    row at `now` (the change), then rereads every RELOAD s from now + `reload_offset` on (a reread
+    builds a fresh entry and asks it at once), holding a crontab with a single hour only within its
+    window (schedules.beat.crontab_loaded, held to django-celery-beat's query below). Rereads
+    while the entry is held and its last answer was not about its start time are skipped: Celery's
+    answer is then exact, so asking earlier names the same moment; of the rereads while the
+    window is unchanged, only the first after each quarter hour is simulated.
     """
-    crontab = crontab_of(schedule, schedule["timezone"])
-    clock = [start]
-    crontab.nowfun = crontab.nowfunc = lambda: clock[0]
-    last, sent = start, []
-    while len(sent) < runs:
-        due, wait = crontab.is_due(last)
-        if due:
-            sent.append(clock[0])
-            last = clock[0]
-        clock[0] += timedelta(seconds=max(wait, 1))
+    clock = [now]
+    entry_class = _entry_class(clock)
+    model.save = lambda *args, **kwargs: None  # ModelEntry saves a one-off it disables
+    crontab = model.crontab
+    load_hour = crontab_load_hour(crontab.hour, str(crontab.timezone)) if crontab else None
+    sent: list[datetime] = []
+    entry, ask_at, awaits_start = None, None, False
+
+    def reread(at: datetime) -> None:
+        nonlocal entry, ask_at
+        clock[0] = at
+        entry, ask_at = (entry_class(model), at) if crontab_loaded(load_hour, at) else (None, None)
+
+    reread(now)
+    next_reread = now + timedelta(seconds=reload_offset)
+    while len(sent) < runs and model.enabled:
+        if entry is not None and ask_at <= next_reread:
+            if ask_at > until:
+                break
+            clock[0] = ask_at
+            due, wait = entry.is_due()
+            awaits_start = model.start_time is not None and ask_at < model.start_time
+            if due:
+                sent.append(ask_at)
+                entry = next(entry)
+            ask_at += timedelta(seconds=wait)
+            continue
+        if next_reread > until:
+            break
+        held = entry is not None
+        if awaits_start or held != crontab_loaded(load_hour, next_reread):
+            reread(next_reread)
+            next_reread += timedelta(seconds=RELOAD)
+        else:  # nothing changes before the next quarter hour: skip to the first reread after it
+            quarter = next_reread.replace(minute=next_reread.minute - next_reread.minute % 15,
+                                          second=0, microsecond=0) + timedelta(minutes=15)
+            steps = max(1, math.ceil((quarter - next_reread) / timedelta(seconds=RELOAD)))
+            next_reread += steps * timedelta(seconds=RELOAD)
     return sent
+
+
+def _model(schedule: dict, **fields) -> PeriodicTask:
+    """An unsaved periodic task on `schedule` (a definition's schedule part), as beat reads it."""
+    kind = schedule["kind"]
+    if kind == "crontab":
+        row = {"crontab": CrontabSchedule(**{f: schedule[f] for f in CRONTAB_FIELDS},
+                                          timezone=ZoneInfo(schedule["timezone"]))}
+    elif kind == "interval":
+        row = {"interval": IntervalSchedule(every=schedule["every"], period=schedule["period"])}
+    else:
+        row = {"clocked": ClockedSchedule(clocked_time=datetime.fromisoformat(schedule["clocked_time"]))}
+    return PeriodicTask(name="simulated", task="demo.tasks.generate_report", enabled=True,
+                        total_run_count=0, **row, **fields)
+
+
+def beat_loop(schedule: dict, start: datetime, runs: int) -> list[datetime]:
+    """What a beat sends for a crontab created (or changed) at `start`."""
+    return simulated_beat(_model(schedule, date_changed=start), now=start, runs=runs,
+                          until=start + timedelta(days=400))
+
+
+ZONES = ("UTC", NEW_YORK, BERLIN, "Australia/Sydney", "Asia/Kolkata", "America/St_Johns",
+         "Asia/Kathmandu", "Pacific/Chatham")
+# Days on which clocks change in those zones (and the days around them are drawn too).
+DST_DAYS = [datetime(2026, 3, 8), datetime(2026, 3, 29), datetime(2026, 4, 5), datetime(2026, 10, 4),
+            datetime(2026, 10, 25), datetime(2026, 11, 1), datetime(2026, 9, 27)]
+def _mostly(common: str, *others: str):
+    return st.one_of(st.just(common), st.just(common), st.just(common), st.sampled_from(others))
+
+
+CRONTABS = st.fixed_dictionaries({
+    "minute": st.sampled_from(["*", "0", "30", "*/15", "5,35", "59", "0-10/5", "*/7"]),
+    "hour": st.sampled_from(["*", "0", "1", "2", "3", "4", "9", "09", "23", "*/6", "1-3", "2,14"]),
+    "day_of_month": _mostly("*", "1", "15", "29", "31", "1-7"),
+    "month_of_year": _mostly("*", "1", "3", "10,11", "2"),
+    "day_of_week": _mostly("*", "0", "1-5", "6"),
+    "timezone": st.sampled_from(ZONES),
+}).map(lambda fields: {"kind": "crontab", **fields})
+INTERVALS = st.one_of(
+    st.builds(lambda every, period: {"kind": "interval", "every": every, "period": period},
+              st.integers(1, 100), st.sampled_from(["seconds", "minutes", "hours", "days"])),
+    st.builds(lambda every: {"kind": "interval", "every": every, "period": "seconds"},
+              st.integers(1, 10**6)),
+)
+SECONDS = st.floats(0, 86400 * 3, allow_nan=False)
+
+
+@st.composite
+def _moments(draw) -> datetime:
+    """A moment in 2026, often within a day of a daylight saving change."""
+    if draw(st.booleans()):
+        day = draw(st.sampled_from(DST_DAYS)).replace(tzinfo=UTC)
+        return day + timedelta(seconds=draw(st.floats(-86400 * 2, 86400 * 2, allow_nan=False)))
+    return draw(st.datetimes(datetime(2026, 1, 1), datetime(2026, 12, 31),
+                             timezones=st.just(UTC)))
+
+
+@st.composite
+def _stored(draw, now: datetime) -> dict:
+    """A schedule's state as beat finds it: its last run (none, old, just now, in the future), last change."""
+    changed = now - timedelta(seconds=draw(st.sampled_from([0.0, 1.0]) | SECONDS))
+    last_run = draw(st.none() | st.builds(lambda s: now - timedelta(seconds=s),
+                                          st.floats(0, 86400 * 90, allow_nan=False))
+                    | st.builds(lambda s: now + timedelta(seconds=s), SECONDS))
+    start = draw(st.none() | st.none() | st.builds(lambda s: now + timedelta(seconds=s),
+                                                    st.floats(-86400 * 3, 86400 * 3, allow_nan=False)))
+    expires = draw(st.none() | st.none() | st.none() | st.builds(
+        lambda s: now + timedelta(seconds=s), st.floats(-3600, 86400 * 10, allow_nan=False)))
+    return {"last_run_at": last_run, "date_changed": changed, "start_time": start,
+            "expires": expires, "one_off": draw(st.booleans()) and draw(st.booleans())}
+
+
+def _close(sent: list[datetime], previewed: list[datetime]) -> bool:
+    """Equal to the second: beat's clock works in whole seconds (its heap drops the microseconds,
+    a start-time wait is rounded up to the second)."""
+    return len(sent) == len(previewed) and all(
+        abs((a - b).total_seconds()) < 1 for a, b in zip(sent, previewed))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(schedule=st.one_of(CRONTABS, CRONTABS, INTERVALS), data=st.data(),
+       reload_offset=st.floats(0.001, RELOAD), deadline=st.sampled_from([None, None, 120.0, 7200.0]))
+def test_the_preview_is_what_beat_sends_for_any_schedule_last_run_and_zone(
+        schedule, data, reload_offset, deadline):
+    """Property: the previewed times are the sends of django-celery-beat's own entry and Celery's is_due."""
+    if schedule["kind"] == "crontab":
+        try:
+            crontab_of(schedule, schedule["timezone"])
+        except NeverFires:
+            assume(False)
+    now = data.draw(_moments(), label="now")
+    stored = data.draw(_stored(now), label="stored")
+    timing = BeatTiming(tick=5.0, reload=RELOAD, cron_deadline=deadline)
+    result = preview(schedule, now=now, count=6, last_run_at=stored["last_run_at"],
+                     changed_at=stored["date_changed"], start_time=stored["start_time"],
+                     expires=stored["expires"], one_off=stored["one_off"], timing=timing)
+    assert not result.error, result.error
+    until = now + timedelta(days=40)
+    previewed = [t.at for t in result.times if t.at <= until]
+    conf = celery_app().conf  # Celery's crontab.is_due reads the deadline from it
+    configured, conf.beat_cron_starting_deadline = conf.beat_cron_starting_deadline, deadline
+    try:
+        def sent(offset: float) -> list[datetime]:
+            return simulated_beat(_model(schedule, **stored), now=now, runs=len(previewed) or 1,
+                                  until=until, reload_offset=offset)
+
+        first = result.times[0] if previewed else None
+        if first is None or first.latest is None:
+            assert _close(sent(reload_offset), previewed)
+            return
+        # Beat sends the first between `at` and `latest`, as its rereads fall; with a reread at
+        # `at`, it sends every previewed time.
+        aligned = (first.at - now).total_seconds() % RELOAD or RELOAD
+        assert _close(sent(aligned), previewed)
+        second = timedelta(seconds=1)
+        assert first.at - second < sent(reload_offset)[0] < first.latest + second
+    finally:
+        conf.beat_cron_starting_deadline = configured
+
+
+def test_after_setting_minute_star_beat_catches_up_at_once_and_the_preview_says_so():
+    """The issue's case: edited at 00:44:24 to run every minute, last run the day before at 03:00."""
+    now = datetime(2026, 6, 2, 0, 44, 24, tzinfo=UTC)
+    every_minute = _crontab("UTC", minute="*", hour="*")
+    last_run = datetime(2026, 6, 1, 3, 0, tzinfo=UTC)
+
+    result = preview(every_minute, now=now, count=3, last_run_at=last_run)
+
+    assert [t.at for t in result.times] == [now, datetime(2026, 6, 2, 0, 45, tzinfo=UTC),
+                                           datetime(2026, 6, 2, 0, 46, tzinfo=UTC)]
+    assert result.times[0].note.startswith("At once: beat counts from Mon 01 Jun 2026 03:00:00 UTC")
+    assert [t.at for t in result.times] == simulated_beat(
+        _model(every_minute, last_run_at=last_run, date_changed=now), now=now, runs=3,
+        until=now + timedelta(days=1))
+    # A new schedule (no last run) counts from its creation: no catch-up.
+    fresh = preview(every_minute, now=now, count=1)
+    assert fresh.times[0].at == datetime(2026, 6, 2, 0, 45, tzinfo=UTC) and not fresh.times[0].note
+
+
+def test_a_daily_crontab_moved_later_today_runs_at_once_and_one_with_a_single_hour_when_loaded():
+    """Beat counts from yesterday's 03:00: moving it to 05:00 sends yesterday's 05:00 at once, but
+    django-celery-beat loads a crontab with one hour only from 2 hours before it."""
+    now = datetime(2026, 6, 2, 4, 0, tzinfo=UTC)
+    last_run = datetime(2026, 6, 1, 3, 0, tzinfo=UTC)
+    five = preview(_crontab("UTC", minute="0", hour="5"), now=now, count=2, last_run_at=last_run)
+    assert [t.at for t in five.times] == [now, datetime(2026, 6, 2, 5, 0, tzinfo=UTC)]
+
+    nine = preview(_crontab("UTC", minute="0", hour="9"), now=now, count=2, last_run_at=last_run)
+
+    assert [t.at for t in nine.times] == [datetime(2026, 6, 2, 7, 0, tzinfo=UTC),
+                                         datetime(2026, 6, 2, 9, 0, tzinfo=UTC)]
+    assert nine.times[0].latest == datetime(2026, 6, 2, 7, 5, 5, tzinfo=UTC)
+    assert "only from 2 hours before that hour" in nine.times[0].note
+    with_deadline = preview(_crontab("UTC", minute="0", hour="5"), now=now, count=1,
+                            last_run_at=last_run, timing=BeatTiming(5.0, RELOAD, 600.0))
+    assert with_deadline.times[0].at == datetime(2026, 6, 2, 5, 0, tzinfo=UTC)
+    assert "beat skips it" in with_deadline.times[0].note
 
 
 @pytest.mark.parametrize("zone, fields, start", [
@@ -176,9 +408,12 @@ def test_interval_one_off_start_time_and_expiry():
     assert len(once.times) == 1 and "One-off" in once.notes[0]
     later = preview(_crontab("UTC", minute="0", hour="9"), now=now,
                     start_time=datetime(2026, 5, 3, 7, 15, tzinfo=UTC), count=2)
-    # django-celery-beat runs a task with a start time as soon as that time comes, then on schedule
+    # django-celery-beat runs a task with a start time once that time has come (a crontab at its
+    # next reread of the schedules, within 5 minutes), then on schedule
     assert _utc_times(later) == ["2026-05-03 07:15", "2026-05-03 09:00"]
-    assert later.times[0].note == ""
+    assert later.times[0].latest == datetime(2026, 5, 3, 7, 20, 5, tzinfo=UTC)
+    assert later.times[0].note.startswith("Beat sends it between Sun 03 May 2026 07:15:00 UTC and "
+                                          "Sun 03 May 2026 07:20:05 UTC")
     ends = preview(every, now=now, expires=now + timedelta(minutes=4), count=10)
     assert len(ends.times) == 2 and any("expires" in n for n in ends.notes)
 
@@ -256,3 +491,26 @@ def test_a_solar_schedule_needs_ephem_where_beat_runs():
     else:
         assert form.is_valid(), form.errors
         assert form.cleaned_data["schedule"]["event"] == "sunrise"
+
+
+@pytest.mark.django_db
+@pytest.mark.db_engine
+def test_the_crontabs_beat_holds_are_those_django_celery_beats_query_loads(monkeypatch):
+    """schedules.beat.crontab_loaded (which the preview and the simulated beat use) is held to
+    DatabaseScheduler's own query, on the database, for every hour of a winter and a summer day."""
+    zones = ("UTC", BERLIN, NEW_YORK, "Asia/Kolkata", "America/St_Johns", "Pacific/Chatham")
+    hours = [str(h) for h in range(24)] + ["00", "09", "*", "9,10", "*/2", "1-3"]
+    tasks = {}
+    for zone in zones:
+        for hour in hours:
+            crontab = CrontabSchedule.objects.create(minute="0", hour=hour, timezone=ZoneInfo(zone))
+            tasks[PeriodicTask.objects.create(name=f"{zone} {hour}", task="t", crontab=crontab).pk] = (
+                hour, zone)
+    scheduler = DatabaseScheduler.__new__(DatabaseScheduler)  # the query needs no running beat
+    for day in (datetime(2026, 1, 14, tzinfo=UTC), datetime(2026, 7, 14, tzinfo=UTC)):
+        for hour in range(24):
+            at = day + timedelta(hours=hour, minutes=30)
+            monkeypatch.setattr(django_celery_beat.schedulers, "aware_now", lambda at=at: at)
+            loaded = set(scheduler.enabled_models_qs().values_list("pk", flat=True))
+            assert {pk for pk, (h, zone) in tasks.items()
+                    if crontab_loaded(crontab_load_hour(h, zone), at)} == loaded, at
