@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('taskops', '0011_retry_once'),
+        ('taskops', '0012_worker_states'),
     ]
 
     operations = [
