@@ -15,6 +15,7 @@ from taskops import cache
 from taskops.beat_dispatch import dispatch_read
 from taskops.conf import config
 from taskops.models import QueueDepthSample
+from taskops.schedules.beat import beat_anchor, beat_last_run
 from taskops.schedules.definitions import SCHEDULE_KINDS
 
 DEFAULT_GRACE_SECONDS = 60.0
@@ -109,13 +110,16 @@ def _late(task: PeriodicTask, seen: datetime | None, now: datetime, grace: timed
         if seen is not None and seen >= expected:
             return None
         following = None
-    elif seen is None and task.last_run_at is None and task.start_time is not None:
-        expected = max(task.start_time, task.date_changed)  # beat sends it as soon as it may
-        following = _fire_after(task, expected, now)
     else:
-        # Beat counts from the last send it knows of; a schedule it never sent (or one enabled
-        # or edited since) from its last change.
-        expected = _fire_after(task, _latest(seen, task.last_run_at, task.date_changed), now)
+        # As the preview: beat counts from the last run it knows (an edit keeps it, so a time
+        # that passed meanwhile is sent at once), else from the last change (30 years back with
+        # a start time); it cannot send before it sees the change, nor before the start time.
+        last = beat_last_run(last_run_at=task.last_run_at, sent_at=seen, changed_at=task.date_changed)
+        anchor = beat_anchor(last_run_at=last, changed_at=task.date_changed, start_time=task.start_time)
+        due = _fire_after(task, anchor, now)
+        if due is None:
+            return None
+        expected = max(t for t in (due, task.date_changed, task.start_time) if t is not None)
         following = _fire_after(task, expected, now)
     if now - expected <= grace:
         return None

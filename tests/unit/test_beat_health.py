@@ -204,3 +204,13 @@ def test_a_reading_beat_stopped_publishing_long_ago_is_not_trusted():
     cache.values_set({PUBLISHED_KEY: {"health": old, "interval": 10}}, timeout=60)
 
     assert beat_health_shared().enabled_schedules == 1  # computed afresh, not beat's old word
+
+
+def test_an_edit_keeps_the_last_run_so_a_time_that_passed_meanwhile_is_due_at_once():
+    """As beat (and the preview): editing a schedule does not restart its clock."""
+    _schedule("hourly", HOURLY, changed=_at(12, 30), last_run_at=_at(11, 0, 1))
+    _ran("hourly", _at(11, 0, 1))
+
+    assert beat_health(now=_at(12, 31)).late == ()  # beat sends it once it sees the edit
+    late = beat_health(now=_at(12, 32)).late
+    assert [(s.name, s.expected_at) for s in late] == [("hourly", _at(12, 30))]
